@@ -1,0 +1,27 @@
+# `make test` is the one command CI runs (.ci/run): venv, install with the test extra, lint, tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Fake 8 CPU devices so sharding code is exercised without accelerators.
+export XLA_FLAGS ?= --xla_force_host_platform_device_count=8
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install test lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

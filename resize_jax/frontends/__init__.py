@@ -1,0 +1,19 @@
+"""Front-ends: flax.linen modules mapping high-resolution images to a network's input.
+
+Contract: a field `output_shape: tuple[int, int]` and
+`__call__(images, *, train=False) -> (resized, aux)`, images NHWC floats, `aux` a dict of
+inspectable intermediates (empty for fixed resizers).
+"""
+
+from resize_jax.frontends.fixed import FixedResizer
+from resize_jax.frontends.learned import LearnedResizer, ResidualBlock
+from resize_jax.frontends.registry import frontend_names, get_frontend, register_frontend
+
+__all__ = [
+    "FixedResizer",
+    "LearnedResizer",
+    "ResidualBlock",
+    "frontend_names",
+    "get_frontend",
+    "register_frontend",
+]

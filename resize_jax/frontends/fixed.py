@@ -1,0 +1,48 @@
+"""FixedResizer: a classical resize behind the front-end interface (the honest baseline)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from resize_jax import ops
+from resize_jax.frontends.registry import register_frontend
+from resize_jax.ops.checks import check_choice, check_images, check_size_pair
+
+
+@register_frontend("fixed")
+class FixedResizer(nn.Module):
+    """Resizes with a fixed kernel; no parameters.
+
+    Attributes:
+      output_shape: (out_h, out_w) of the resized images.
+      method: interpolation method, see `resize_jax.ops.METHODS`.
+      antialias: low-pass filter when downscaling (see `resize_jax.ops.resize`).
+      dtype: computation dtype of the output.
+    """
+
+    output_shape: tuple[int, int]
+    method: str = "bilinear"
+    antialias: bool = False
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32  # Unused: no parameters; kept for the uniform contract.
+
+    def __post_init__(self):
+        check_size_pair(self.output_shape, "output_shape")
+        check_choice(self.method, "method", ops.METHODS)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, images: jnp.ndarray, *, train: bool = False):
+        """images: f[B, H, W, C] → (f[B, out_h, out_w, C], {})."""
+        del train  # A fixed resize behaves the same in training and evaluation.
+        check_images(images)
+        resized = ops.resize(
+            images.astype(self.dtype),
+            check_size_pair(self.output_shape, "output_shape"),
+            method=self.method,
+            antialias=self.antialias,
+        )
+        return resized, {}

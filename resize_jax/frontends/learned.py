@@ -1,0 +1,162 @@
+"""LearnedResizer: Talebi & Milanfar, "Learning to Resize Images for Computer Vision Tasks",
+ICCV 2021 (arXiv 2103.09950), Figure 3.
+
+    skip = resize(x)
+    y = BN(LeakyReLU(conv1x1(LeakyReLU(conv7x7_n(x)))))      # at the input resolution
+    y = resize(y)                                           # "bilinear feature resizer"
+    z = block_r(... block_1(y))                             # chained residual blocks
+    z = BN(conv3x3(z)) + y
+    out = conv7x7_C(z) + skip
+
+Each residual block is conv3x3 → BN → LeakyReLU → conv3x3 → BN plus its own input, with no
+activation after the add. Layer names below are the checkpoint format: do not rename them.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from resize_jax import ops
+from resize_jax.frontends.registry import register_frontend
+from resize_jax.ops.checks import check_choice, check_images, check_size_pair
+
+
+def _conv(features: int, size: int, module: nn.Module, name: str) -> nn.Conv:
+    return nn.Conv(
+        features,
+        (size, size),
+        padding="SAME",
+        dtype=module.dtype,
+        param_dtype=module.param_dtype,
+        name=name,
+    )
+
+
+def _batch_norm(module: nn.Module, train: bool, name: str) -> nn.BatchNorm:
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=module.bn_momentum,
+        epsilon=module.bn_epsilon,
+        dtype=module.dtype,
+        param_dtype=module.param_dtype,
+        name=name,
+    )
+
+
+class ResidualBlock(nn.Module):
+    """conv3x3 → BN → LeakyReLU → conv3x3 → BN, plus the block's input; no final activation."""
+
+    features: int
+    negative_slope: float = 0.2
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
+        """x: f[B, h, w, features] → f[B, h, w, features]."""
+        y = _conv(self.features, 3, self, "conv1")(x)
+        y = _batch_norm(self, train, "bn1")(y)
+        y = nn.leaky_relu(y, self.negative_slope)
+        y = _conv(self.features, 3, self, "conv2")(y)
+        y = _batch_norm(self, train, "bn2")(y)
+        return x + y
+
+
+@register_frontend("learned")
+class LearnedResizer(nn.Module):
+    """The learned resizer of Talebi & Milanfar (2021).
+
+    Attributes:
+      output_shape: (out_h, out_w); any size and aspect ratio, down- or up-scaling.
+      num_filters: n, the width of every hidden convolution (paper default 16).
+      num_res_blocks: r, the number of chained residual blocks (paper default 1).
+      interpolation: the resize used for the skip path and the feature bottleneck.
+      antialias: whether those resizes antialias (default False: the paper used TF's
+        `tf.image.resize` without antialiasing).
+      negative_slope: LeakyReLU slope (paper: 0.2).
+      bn_momentum, bn_epsilon: BatchNorm running-average momentum and epsilon. The defaults
+        are PyTorch's (0.9 in Flax's convention, 1e-5), which suit the short from-scratch runs
+        a front-end is usually trained in; Keras' are 0.99 and 1e-3.
+      dtype: computation dtype; param_dtype: parameter dtype (bf16 compute with f32 params
+        works).
+
+    `__call__(images, *, train=False)` returns `(resized, aux)` with
+    `resized: f[B, out_h, out_w, C]` and `aux = {"skip": the plain resize of the input}`.
+    BatchNorm statistics live in the `batch_stats` collection: pass `mutable=["batch_stats"]`
+    to `apply` when `train=True`.
+    """
+
+    output_shape: tuple[int, int]
+    num_filters: int = 16
+    num_res_blocks: int = 1
+    interpolation: str = "bilinear"
+    antialias: bool = False
+    negative_slope: float = 0.2
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def __post_init__(self):
+        check_size_pair(self.output_shape, "output_shape")
+        check_choice(self.interpolation, "interpolation", ops.METHODS)
+        for name in ("num_filters", "num_res_blocks"):
+            value = getattr(self, name)
+            minimum = 1 if name == "num_filters" else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
+        super().__post_init__()
+
+    def _check_channels(self, channels: int) -> None:
+        # Flax would only fail deep inside `conv_in` with a shape error; name the culprit.
+        if self.is_initializing() or not self.has_variable("params", "conv_in"):
+            return
+        expected = self.variables["params"]["conv_in"]["kernel"].shape[2]
+        if channels != expected:
+            raise ValueError(
+                f"`images` has {channels} channels but the resizer was initialised with "
+                f"{expected}; initialise it with images of the same channel count."
+            )
+
+    @nn.compact
+    def __call__(self, images: jnp.ndarray, *, train: bool = False):
+        """images: f[B, H, W, C] → (f[B, out_h, out_w, C], {"skip": f[B, out_h, out_w, C]})."""
+        check_images(images)
+        channels = images.shape[-1]
+        self._check_channels(channels)
+        resize = functools.partial(
+            ops.resize,
+            output_shape=check_size_pair(self.output_shape, "output_shape"),
+            method=self.interpolation,
+            antialias=self.antialias,
+        )
+        activation = functools.partial(nn.leaky_relu, negative_slope=self.negative_slope)
+        n = self.num_filters
+        x = images.astype(self.dtype)
+
+        skip = resize(x)
+        y = activation(_conv(n, 7, self, "conv_in")(x))
+        y = activation(_conv(n, 1, self, "conv_mix")(y))
+        y = _batch_norm(self, train, "bn_in")(y)
+        y = resize(y)
+
+        z = y
+        for k in range(self.num_res_blocks):
+            z = ResidualBlock(
+                n,
+                negative_slope=self.negative_slope,
+                bn_momentum=self.bn_momentum,
+                bn_epsilon=self.bn_epsilon,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name=f"res_block_{k}",
+            )(z, train=train)
+        z = _batch_norm(self, train, "bn_proj")(_conv(n, 3, self, "conv_proj")(z)) + y
+        out = _conv(channels, 7, self, "conv_out")(z) + skip
+        return out, {"skip": skip}
