@@ -7,12 +7,18 @@ inspectable intermediates (empty for fixed resizers).
 
 from resize_jax.frontends.fixed import FixedResizer
 from resize_jax.frontends.learned import LearnedResizer, ResidualBlock
-from resize_jax.frontends.registry import frontend_names, get_frontend, register_frontend
+from resize_jax.frontends.registry import (
+    frontend_class,
+    frontend_names,
+    get_frontend,
+    register_frontend,
+)
 
 __all__ = [
     "FixedResizer",
     "LearnedResizer",
     "ResidualBlock",
+    "frontend_class",
     "frontend_names",
     "get_frontend",
     "register_frontend",

@@ -26,12 +26,17 @@ def frontend_names() -> list[str]:
     return sorted(_FRONTENDS)
 
 
+def frontend_class(name: str) -> type[nn.Module]:
+    """The class registered as `name` (ValueError listing the known names otherwise)."""
+    if name not in _FRONTENDS:
+        raise ValueError(f"Unknown front-end `name`={name!r}; known names: {frontend_names()}.")
+    return _FRONTENDS[name]
+
+
 def get_frontend(name: str, **kwargs) -> nn.Module:
     """Builds the front-end registered as `name` with `kwargs` (e.g. `output_shape=(224, 224)`).
 
     Raises:
       ValueError: if `name` is unknown; the message lists the known names.
     """
-    if name not in _FRONTENDS:
-        raise ValueError(f"Unknown front-end `name`={name!r}; known names: {frontend_names()}.")
-    return _FRONTENDS[name](**kwargs)
+    return frontend_class(name)(**kwargs)

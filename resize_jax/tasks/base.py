@@ -1,0 +1,75 @@
+"""The task interface: what the training loop asks of a task, and nothing task-specific.
+
+A task turns the model's outputs into a training loss and into evaluation statistics. The
+loop never branches on the task: classification, image quality and segmentation differ only
+in the `Task` they plug in.
+
+Evaluation is split in three so that it works over many batches and hosts:
+`eval_statistics` runs inside the jitted eval step on one batch (it must honour
+`batch["mask"]`, 0 for padding), `accumulate` folds a batch's statistics into a running
+host-side value, and `finalize` turns the total into named scalars. The default accumulates
+by summation, which suits counts and sums; tasks whose metrics are not sums (rank
+correlations) override `accumulate` to concatenate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+Array = jax.Array
+
+
+class Task:
+    """Base class of a task. Subclasses set `name` and implement `loss` and the eval trio."""
+
+    name: str = ""
+
+    def loss(
+        self, outputs: Array, aux: Mapping[str, Any], batch: Mapping[str, Array]
+    ) -> tuple[Array, dict[str, Array]]:
+        """Training loss (a scalar mean over the batch) and scalar training metrics."""
+        raise NotImplementedError
+
+    def eval_statistics(
+        self, outputs: Array, aux: Mapping[str, Any], batch: Mapping[str, Array]
+    ) -> dict[str, Array]:
+        """Per-batch statistics, padding (mask 0) excluded; runs under jit."""
+        raise NotImplementedError
+
+    def accumulate(self, total: dict[str, np.ndarray] | None, stats: Mapping[str, np.ndarray]):
+        """Folds one batch's host-side statistics into the running total (default: sums)."""
+        if total is None:
+            return {k: np.asarray(v, np.float64) for k, v in stats.items()}
+        return {k: total[k] + np.asarray(v, np.float64) for k, v in stats.items()}
+
+    def finalize(self, total: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """Named scalar metrics from the accumulated statistics."""
+        raise NotImplementedError
+
+
+_TASKS: dict[str, Callable[..., Task]] = {}
+
+
+def register_task(name: str):
+    """Class decorator: makes `get_task(name, **kwargs)` build the decorated task."""
+
+    def decorate(cls):
+        _TASKS[name] = cls
+        return cls
+
+    return decorate
+
+
+def task_names() -> list[str]:
+    return sorted(_TASKS)
+
+
+def get_task(name: str, **kwargs) -> Task:
+    """Builds the task registered as `name`; unknown names raise a ValueError listing them."""
+    if name not in _TASKS:
+        raise ValueError(f"Unknown task `name`={name!r}; known tasks: {task_names()}.")
+    return _TASKS[name](**kwargs)
