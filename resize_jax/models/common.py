@@ -1,0 +1,136 @@
+"""Building blocks shared by the backbones: input checks, Conv+BN(+activation), pooling, heads.
+
+Padding follows torchvision (symmetric `(k - 1) // 2` for odd kernels), so layer shapes and
+FLOPs match the reference architectures; a stride-2 layer maps H to ceil(H / 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from resize_jax.ops.checks import check_images
+
+# He-normal with fan-out, as torchvision initialises the convolutions of its CNNs: keeps
+# activations at unit scale through deep ReLU stacks when training from scratch.
+conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def check_positive_int(value, name: str) -> int:
+    """Returns `value` if it is a positive Python int (not bool), else raises ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+    return value
+
+
+def check_rate(value, name: str) -> float:
+    """Checks a dropout-like probability lies in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}.")
+    return float(value)
+
+
+def check_backbone_input(images, min_size: int, model: str) -> None:
+    """Checks `images` is f[B, H, W, C] with H, W >= `min_size` (the backbone's minimum)."""
+    check_images(images)
+    height, width = images.shape[1:3]
+    if height < min_size or width < min_size:
+        raise ValueError(
+            f"`images` must be at least {min_size}×{min_size} pixels for {model}, got shape "
+            f"{tuple(images.shape)} ({height}×{width}); resize them up first."
+        )
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Rounds a channel count to a multiple of `divisor`, never below 90% of `value`.
+
+    The rule of the MobileNet/EfficientNet reference code, so widths match it exactly.
+    """
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def global_avg_pool(x: jnp.ndarray) -> jnp.ndarray:
+    """x: f[B, H, W, C] → f[B, C]."""
+    return jnp.mean(x, axis=(1, 2))
+
+
+def max_pool_3x3_s2(x: jnp.ndarray) -> jnp.ndarray:
+    """3×3 max pool, stride 2, padding 1 (padded cells never win): H → ceil(H / 2)."""
+    return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+
+def batch_norm(module: nn.Module, train: bool, name: str, **kwargs) -> nn.BatchNorm:
+    """BatchNorm with `module`'s momentum, epsilon and dtypes; batch statistics when training."""
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=module.bn_momentum,
+        epsilon=module.bn_epsilon,
+        dtype=module.dtype,
+        param_dtype=module.param_dtype,
+        name=name,
+        **kwargs,
+    )
+
+
+class ConvBN(nn.Module):
+    """Conv → BatchNorm → optional activation; the unit every backbone here is made of.
+
+    Attributes:
+      features: output channels.
+      kernel_size: square kernel size k (odd); padding is (k - 1) // 2 on every side.
+      strides: spatial stride.
+      groups: feature groups (= input channels for a depthwise convolution).
+      activation: applied after BN; None for a linear projection.
+      use_bias: conv bias (redundant before BN; only for parity with a reference).
+    """
+
+    features: int
+    kernel_size: int = 3
+    strides: int = 1
+    groups: int = 1
+    activation: Callable[[jnp.ndarray], jnp.ndarray] | None = nn.relu
+    use_bias: bool = False
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
+        """x: f[B, H, W, C_in] → f[B, ceil(H / s), ceil(W / s), features]."""
+        pad = (self.kernel_size - 1) // 2
+        x = nn.Conv(
+            self.features,
+            (self.kernel_size, self.kernel_size),
+            strides=(self.strides, self.strides),
+            padding=((pad, pad), (pad, pad)),
+            feature_group_count=self.groups,
+            use_bias=self.use_bias,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="conv",
+        )(x)
+        x = batch_norm(self, train, "bn")(x)
+        return x if self.activation is None else self.activation(x)
+
+
+def classifier_head(
+    module: nn.Module, features: jnp.ndarray, *, train: bool, dropout_rate: float = 0.0
+) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
+    """Global average pool → dropout (train only) → Dense `head`; logits cast to float32.
+
+    features: f[B, H, W, D] → (f32[B, num_classes], {"pre_logits": f[B, D]}).
+    """
+    pre_logits = global_avg_pool(features)
+    x = nn.Dropout(dropout_rate, deterministic=not train, name="dropout")(pre_logits)
+    logits = nn.Dense(
+        module.num_classes, dtype=module.dtype, param_dtype=module.param_dtype, name="head"
+    )(x)
+    return logits.astype(jnp.float32), {"pre_logits": pre_logits}

@@ -1,0 +1,126 @@
+"""DenseNet (Huang et al., 2017), BC variant as in torchvision.
+
+DenseNet-121: 7,978,856 trainable parameters at 1000 classes, as torchvision. Layer names
+below are the checkpoint format: do not rename them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from resize_jax.models.common import (
+    ConvBN,
+    batch_norm,
+    check_backbone_input,
+    check_positive_int,
+    check_rate,
+    classifier_head,
+    conv_init,
+    max_pool_3x3_s2,
+)
+
+
+class BNReLUConv(nn.Module):
+    """Pre-activation unit: BN → ReLU → conv (no bias), DenseNet's building block."""
+
+    features: int
+    kernel_size: int
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
+        """x: f[B, H, W, C] → f[B, H, W, features]."""
+        x = nn.relu(batch_norm(self, train, "bn")(x))
+        pad = (self.kernel_size - 1) // 2
+        return nn.Conv(
+            self.features,
+            (self.kernel_size, self.kernel_size),
+            padding=((pad, pad), (pad, pad)),
+            use_bias=False,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="conv",
+        )(x)
+
+
+class DenseNet(nn.Module):
+    """DenseNet-BC classifier.
+
+    Attributes:
+      num_classes: output classes.
+      block_sizes: dense layers per block, e.g. (6, 12, 24, 16) for DenseNet-121.
+      growth_rate: channels each dense layer adds (k).
+      num_init_features: channels of the stem convolution.
+      bn_size: bottleneck width of a dense layer, in multiples of `growth_rate`.
+      compression: transition layers keep this fraction of the channels.
+      dropout_rate: dropout before the classifier (training only; torchvision: 0).
+
+    `__call__(images, *, train=False)`: images f[B, H, W, C] with H, W >= `min_input_size`
+    (32) → (f32[B, num_classes], {"pre_logits": f[B, D]}), D = 1024 for DenseNet-121.
+    """
+
+    num_classes: int
+    block_sizes: Sequence[int] = (6, 12, 24, 16)
+    growth_rate: int = 32
+    num_init_features: int = 64
+    bn_size: int = 4
+    compression: float = 0.5
+    dropout_rate: float = 0.0
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    min_input_size: ClassVar[int] = 32
+
+    def __post_init__(self):
+        check_positive_int(self.num_classes, "num_classes")
+        check_rate(self.dropout_rate, "dropout_rate")
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, images: jnp.ndarray, *, train: bool = False):
+        check_backbone_input(images, self.min_input_size, type(self).__name__)
+        unit = functools.partial(
+            BNReLUConv,
+            bn_momentum=self.bn_momentum,
+            bn_epsilon=self.bn_epsilon,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        x = images.astype(self.dtype)
+        x = ConvBN(
+            self.num_init_features,
+            7,
+            2,
+            bn_momentum=self.bn_momentum,
+            bn_epsilon=self.bn_epsilon,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="stem",
+        )(x, train=train)
+        x = max_pool_3x3_s2(x)
+        for i, num_layers in enumerate(self.block_sizes):
+            for j in range(num_layers):
+                name = f"block{i + 1}_layer{j + 1}"
+                y = unit(self.bn_size * self.growth_rate, 1, name=f"{name}_reduce")(x, train=train)
+                y = unit(self.growth_rate, 3, name=f"{name}_conv")(y, train=train)
+                x = jnp.concatenate([x, y], axis=-1)
+            if i < len(self.block_sizes) - 1:
+                features = int(x.shape[-1] * self.compression)
+                x = unit(features, 1, name=f"transition{i + 1}")(x, train=train)
+                x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+        x = nn.relu(batch_norm(self, train, "final_bn")(x))
+        return classifier_head(self, x, train=train, dropout_rate=self.dropout_rate)
+
+
+DenseNet121 = functools.partial(DenseNet, block_sizes=(6, 12, 24, 16), growth_rate=32)

@@ -1,0 +1,193 @@
+"""EfficientNet (Tan & Le, 2019): MBConv blocks with squeeze-and-excitation and stochastic depth.
+
+EfficientNet-B0: 5,288,548 trainable parameters at 1000 classes, as torchvision. Other members
+of the family are the same class with other width/depth coefficients. Layer names below are
+the checkpoint format: do not rename them.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from resize_jax.models.common import (
+    ConvBN,
+    check_backbone_input,
+    check_positive_int,
+    check_rate,
+    classifier_head,
+    global_avg_pool,
+    make_divisible,
+)
+
+# (expansion, kernel, first stride, output channels, repeats) of B0's seven stages (Table 1).
+B0_STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
+
+
+class SqueezeExcitation(nn.Module):
+    """Channel gating: global pool → Dense(squeeze) → SiLU → Dense(C) → sigmoid → x * gate."""
+
+    squeeze_features: int
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        """x: f[B, H, W, C] → f[B, H, W, C]."""
+        dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype)
+        gate = nn.silu(dense(self.squeeze_features, name="reduce")(global_avg_pool(x)))
+        gate = nn.sigmoid(dense(x.shape[-1], name="expand")(gate))
+        return x * gate[:, None, None, :]
+
+
+class MBConv(nn.Module):
+    """Mobile inverted bottleneck: 1×1 expand → k×k depthwise → SE → 1×1 project, with a
+    stochastically dropped residual (per example, training only) when shapes match.
+
+    Attributes:
+      features: output channels.
+      kernel_size, strides: of the depthwise convolution.
+      expansion: hidden width = input width × expansion.
+      drop_path_rate: probability of dropping the residual branch for an example.
+    """
+
+    features: int
+    kernel_size: int
+    strides: int
+    expansion: int
+    drop_path_rate: float = 0.0
+    bn_momentum: float = 0.99
+    bn_epsilon: float = 1e-3
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
+        """x: f[B, H, W, C] → f[B, ceil(H / s), ceil(W / s), features]."""
+        conv = functools.partial(
+            ConvBN,
+            activation=nn.silu,
+            bn_momentum=self.bn_momentum,
+            bn_epsilon=self.bn_epsilon,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        in_features = x.shape[-1]
+        hidden = make_divisible(in_features * self.expansion)
+        y = x
+        if hidden != in_features:
+            y = conv(hidden, 1, name="expand")(y, train=train)
+        y = conv(hidden, self.kernel_size, self.strides, groups=hidden, name="depthwise")(
+            y, train=train
+        )
+        # The squeeze width follows the block's input width, not the expanded one.
+        y = SqueezeExcitation(
+            max(1, in_features // 4), dtype=self.dtype, param_dtype=self.param_dtype, name="se"
+        )(y)
+        y = conv(self.features, 1, activation=None, name="project")(y, train=train)
+        if self.strides == 1 and in_features == self.features:
+            y = x + _drop_path(self, y, self.drop_path_rate, train)
+        return y
+
+
+def _drop_path(module: nn.Module, y: jnp.ndarray, rate: float, train: bool) -> jnp.ndarray:
+    """Stochastic depth: zeroes the branch for a random subset of examples, rescales the rest."""
+    if not train or rate == 0.0:
+        return y
+    keep = jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, (y.shape[0], 1, 1, 1))
+    return jnp.where(keep, y / (1.0 - rate), jnp.zeros_like(y)).astype(y.dtype)
+
+
+class EfficientNet(nn.Module):
+    """EfficientNet classifier.
+
+    Attributes:
+      num_classes: output classes.
+      width_coefficient, depth_coefficient: compound-scaling factors (B0: 1.0, 1.0).
+      dropout_rate: dropout before the classifier, training only (B0: 0.2).
+      stochastic_depth_rate: drop probability of the last block; block i of N uses
+        rate × i / N, as torchvision (B0: 0.2).
+      bn_momentum, bn_epsilon: the original TensorFlow implementation's (0.99, 1e-3).
+
+    `__call__(images, *, train=False)`: images f[B, H, W, C] with H, W >= `min_input_size`
+    (32) → (f32[B, num_classes], {"pre_logits": f[B, 1280]}). With `train=True` and nonzero
+    rates, pass `rngs={"dropout": key}` to `apply`.
+    """
+
+    num_classes: int
+    width_coefficient: float = 1.0
+    depth_coefficient: float = 1.0
+    dropout_rate: float = 0.2
+    stochastic_depth_rate: float = 0.2
+    bn_momentum: float = 0.99
+    bn_epsilon: float = 1e-3
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    min_input_size: ClassVar[int] = 32
+
+    def __post_init__(self):
+        check_positive_int(self.num_classes, "num_classes")
+        check_rate(self.dropout_rate, "dropout_rate")
+        check_rate(self.stochastic_depth_rate, "stochastic_depth_rate")
+        for name in ("width_coefficient", "depth_coefficient"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)!r}.")
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, images: jnp.ndarray, *, train: bool = False):
+        check_backbone_input(images, self.min_input_size, type(self).__name__)
+        common = dict(
+            bn_momentum=self.bn_momentum,
+            bn_epsilon=self.bn_epsilon,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        width = lambda c: make_divisible(c * self.width_coefficient)
+        repeats = [math.ceil(n * self.depth_coefficient) for *_, n in B0_STAGES]
+        total_blocks = sum(repeats)
+
+        x = images.astype(self.dtype)
+        x = ConvBN(width(32), 3, 2, activation=nn.silu, name="stem", **common)(x, train=train)
+        block_id = 0
+        for i, ((expansion, kernel, stride, features, _), n) in enumerate(
+            zip(B0_STAGES, repeats, strict=True)
+        ):
+            for j in range(n):
+                x = MBConv(
+                    width(features),
+                    kernel,
+                    stride if j == 0 else 1,
+                    expansion,
+                    drop_path_rate=self.stochastic_depth_rate * block_id / total_blocks,
+                    name=f"stage{i + 1}_block{j + 1}",
+                    **common,
+                )(x, train=train)
+                block_id += 1
+        # 4 × the last stage's width (1280 for B0), as torchvision.
+        head_width = 4 * width(B0_STAGES[-1][3])
+        x = ConvBN(head_width, 1, activation=nn.silu, name="final_conv", **common)(x, train=train)
+        return classifier_head(self, x, train=train, dropout_rate=self.dropout_rate)
+
+
+EfficientNetB0 = functools.partial(
+    EfficientNet,
+    width_coefficient=1.0,
+    depth_coefficient=1.0,
+    dropout_rate=0.2,
+    stochastic_depth_rate=0.2,
+)

@@ -1,0 +1,42 @@
+"""Name → backbone registry, so configs pick a task network by string."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+
+from resize_jax.models.densenet import DenseNet121
+from resize_jax.models.efficientnet import EfficientNetB0
+from resize_jax.models.inception_v2 import InceptionV2
+from resize_jax.models.mobilenet_v2 import MobileNetV2
+from resize_jax.models.resnet import ResNet18, ResNet50
+from resize_jax.models.small_cnn import SmallCNN
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {
+    "densenet121": DenseNet121,
+    "efficientnet_b0": EfficientNetB0,
+    "inception_v2": InceptionV2,
+    "mobilenet_v2": MobileNetV2,
+    "resnet18": ResNet18,
+    "resnet50": ResNet50,
+    "small_cnn": SmallCNN,
+}
+
+
+def model_names() -> list[str]:
+    """The registered backbone names, sorted."""
+    return sorted(_MODELS)
+
+
+def get_model(name: str, *, num_classes: int, **kwargs) -> nn.Module:
+    """Builds the backbone registered as `name`, e.g. `get_model("resnet50", num_classes=10)`.
+
+    `kwargs` set the architecture's other fields (`dtype`, `dropout_rate`, ...).
+
+    Raises:
+      ValueError: if `name` is unknown (the message lists the known names), or a field is bad.
+    """
+    if name not in _MODELS:
+        raise ValueError(f"Unknown model `name`={name!r}; known names: {model_names()}.")
+    return _MODELS[name](num_classes=num_classes, **kwargs)
