@@ -34,7 +34,8 @@ INVERTED_RESIDUAL_SETTING = (
 
 
 class InvertedResidual(nn.Module):
-    """1×1 expand (ReLU6) → 3×3 depthwise (ReLU6) → 1×1 linear projection, + input if shapes match."""
+    """1×1 expand (ReLU6) → 3×3 depthwise (ReLU6) → 1×1 linear projection (+ input if shapes
+    match)."""
 
     features: int
     strides: int
