@@ -1,0 +1,150 @@
+"""Bilinear sampling of NHWC images at arbitrary points: `grid_sample` and `identity_grid`.
+
+The grid convention (the one convention of the whole library):
+
+    grid: f[B, h, w, 2]; grid[..., 0] is x (along the width), grid[..., 1] is y (along the
+    height), both in [-1, 1]; -1 and +1 are the *centres* of the first and last pixel.
+
+So a coordinate `g` on an axis of `n` pixels lands on pixel position `(g + 1) / 2 * (n - 1)`
+(PyTorch's `grid_sample(..., align_corners=True)`, which the saliency sampler's public code
+and `shared/bench/reference_torch.py` use). Consequences: `identity_grid` reproduces the
+image exactly, and sampling an image on the uniform grid `linspace(-1, 1, m)` is a resize
+with align-corners semantics (sample `o` at input position `o * (n - 1) / (m - 1)`), which
+is *not* the half-pixel-centre `resize_jax.ops.resize`.
+
+Implementation: the four neighbours of every sample are read with `take_along_axis` on the
+image flattened to `[B, H*W, C]` (one gather per corner), then mixed with bilinear weights.
+Autodiff then gives the gradient with respect to the grid from the gathered corners alone
+(no scatter), and the gradient with respect to the images as the gather's transpose, a
+scatter-add, which is only computed when the images need a gradient.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from resize_jax.ops.checks import check_choice, check_images
+
+PADDING_MODES = ("border", "zeros")
+
+# The flat pixel index is int32.
+_MAX_PIXELS = 2**31 - 1
+
+
+def identity_grid(batch: int, height: int, width: int, dtype=jnp.float32) -> jnp.ndarray:
+    """The grid that reproduces a `height`×`width` image: f[batch, height, width, 2] (x, y).
+
+    An axis of length 1 gets the coordinate 0 (every coordinate lands on its only pixel).
+    """
+    for name, value in (("batch", batch), ("height", height), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+    # Built in NumPy: the shapes are static, so the grid is a trace-time constant.
+    xs = np.linspace(-1.0, 1.0, width) if width > 1 else np.zeros(1)
+    ys = np.linspace(-1.0, 1.0, height) if height > 1 else np.zeros(1)
+    grid = np.stack(np.meshgrid(xs, ys, indexing="xy"), axis=-1)
+    return jnp.broadcast_to(jnp.asarray(grid, dtype), (batch, height, width, 2))
+
+
+def check_grid(grid, name: str = "grid") -> None:
+    """Checks `grid` is a floating f[B, h, w, 2] array."""
+    check_images(grid, name)
+    if grid.shape[-1] != 2:
+        raise ValueError(
+            f"`{name}` must have a last dimension of 2 (x, y), got shape {tuple(grid.shape)}."
+        )
+
+
+def clamp(x: jnp.ndarray, low, high) -> jnp.ndarray:
+    """`clip` whose derivative is 1 on the closed interval [low, high] (as PyTorch's clamp).
+
+    `jnp.clip` gives 1/2 at the bounds, and coordinates sit exactly on them all the time
+    (the identity grid, the saliency grid's clamped border).
+    """
+    return jnp.where(x < low, low, jnp.where(x > high, high, x))
+
+
+def linear_taps(coord: jnp.ndarray, n: int, padding_mode: str):
+    """Bilinear taps along one axis of `n` pixels for normalised coordinates `coord`.
+
+    Returns `(i0, i1, w0, w1)`: int32 pixel indices (always inside [0, n-1]) and their
+    weights (zero for taps outside the image with "zeros" padding). The weights are linear in
+    the fractional position, so their derivative is the one-sided finite difference of the
+    two pixels, as in PyTorch.
+    """
+    if n == 1:
+        # (coord + 1) / 2 * 0: every coordinate lands on the only pixel.
+        zero = jnp.zeros(coord.shape, jnp.int32)
+        return zero, zero, jnp.ones_like(coord), jnp.zeros_like(coord)
+    pos = (coord + 1.0) * (0.5 * (n - 1))
+    if padding_mode == "border":
+        pos = clamp(pos, 0.0, n - 1.0)
+        i0 = jnp.clip(jnp.floor(pos), 0, n - 2)
+        frac = pos - i0
+        i0 = i0.astype(jnp.int32)
+        return i0, i0 + 1, 1.0 - frac, frac
+    # "zeros": taps outside the image read zero. Positions more than a pixel outside only
+    # ever read zeros, so clipping them keeps the int conversion in range.
+    pos = jnp.clip(pos, -2.0, n + 1.0)
+    floor = jnp.floor(pos)
+    frac = pos - floor
+    i0 = floor.astype(jnp.int32)
+    i1 = i0 + 1
+    w0 = jnp.where((i0 >= 0) & (i0 <= n - 1), 1.0 - frac, 0.0)
+    w1 = jnp.where((i1 >= 0) & (i1 <= n - 1), frac, 0.0)
+    return jnp.clip(i0, 0, n - 1), jnp.clip(i1, 0, n - 1), w0, w1
+
+
+def grid_sample(
+    images: jnp.ndarray, grid: jnp.ndarray, *, padding_mode: str = "border"
+) -> jnp.ndarray:
+    """Bilinearly samples `images` at the points of `grid` (convention: module docstring).
+
+    Args:
+      images: f[B, H, W, C], any floating dtype (the result has the same dtype).
+      grid: f[B, h, w, 2], (x, y) in [-1, 1]; positions are computed in at least float32.
+      padding_mode: what points outside [-1, 1] read: "border" (the nearest edge pixel,
+        i.e. the coordinate is clamped) or "zeros" (zero outside the image, interpolated
+        towards zero within one pixel of the edge).
+
+    Returns:
+      f[B, h, w, C]. Differentiable with respect to both `images` and `grid`.
+
+    Raises:
+      ValueError: naming the argument, for wrong ranks or dtypes, a grid whose last
+        dimension is not 2, mismatched batch sizes, an unknown padding mode, or images with
+        2**31 pixels or more (larger than the int32 flat index supports).
+    """
+    check_images(images)
+    check_grid(grid)
+    check_choice(padding_mode, "padding_mode", PADDING_MODES)
+    batch, height, width, channels = images.shape
+    if grid.shape[0] != batch:
+        raise ValueError(
+            f"`grid` must have the batch size of `images` ({batch}), got shape {tuple(grid.shape)}."
+        )
+    if height * width > _MAX_PIXELS:
+        raise ValueError(
+            f"`images` of {height}×{width} pixels is larger than supported (the flat int32 "
+            f"pixel index allows fewer than 2**31 pixels per image)."
+        )
+    _, out_h, out_w, _ = grid.shape
+    dtype = images.dtype
+    coords = grid.astype(jnp.promote_types(grid.dtype, jnp.float32))
+    x0, x1, wx0, wx1 = linear_taps(coords[..., 0], width, padding_mode)
+    y0, y1, wy0, wy1 = linear_taps(coords[..., 1], height, padding_mode)
+    flat = images.reshape(batch, height * width, channels)
+
+    def corner(yi, xi):
+        index = (yi * width + xi).reshape(batch, out_h * out_w, 1)
+        # Indices are in range by construction: skip the bounds handling.
+        values = jnp.take_along_axis(flat, index, axis=1, mode="promise_in_bounds")
+        return values.reshape(batch, out_h, out_w, channels)
+
+    def weight(w):
+        return w.astype(dtype)[..., None]
+
+    top = weight(wx0) * corner(y0, x0) + weight(wx1) * corner(y0, x1)
+    bottom = weight(wx0) * corner(y1, x0) + weight(wx1) * corner(y1, x1)
+    return weight(wy0) * top + weight(wy1) * bottom
