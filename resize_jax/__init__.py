@@ -1,7 +1,7 @@
 """resize_jax: learnable image front-ends for JAX/Flax."""
 
 from resize_jax import frontends, models, ops
-from resize_jax.frontends import FixedResizer, LearnedResizer, get_frontend
+from resize_jax.frontends import FixedResizer, LearnedResizer, SaliencySampler, get_frontend
 from resize_jax.models import FrontEndModel, get_model
 from resize_jax.ops import resize
 
@@ -11,6 +11,7 @@ __all__ = [
     "FixedResizer",
     "FrontEndModel",
     "LearnedResizer",
+    "SaliencySampler",
     "__version__",
     "frontends",
     "get_frontend",

@@ -13,11 +13,15 @@ from resize_jax.frontends.registry import (
     get_frontend,
     register_frontend,
 )
+from resize_jax.frontends.saliency import SaliencySampler
+from resize_jax.frontends.saliency_net import SaliencyCNN
 
 __all__ = [
     "FixedResizer",
     "LearnedResizer",
     "ResidualBlock",
+    "SaliencyCNN",
+    "SaliencySampler",
     "frontend_class",
     "frontend_names",
     "get_frontend",

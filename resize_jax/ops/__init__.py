@@ -1,5 +1,34 @@
 """Pure array functions (no Flax): jit-, vmap- and grad-safe, batch-first NHWC."""
 
+from resize_jax.ops.blur import blur_sigma, gaussian_blur, maybe_blur
+from resize_jax.ops.grid_sample import PADDING_MODES, grid_sample, identity_grid
 from resize_jax.ops.resize import METHODS, interpolation_matrix, resize
+from resize_jax.ops.saliency import (
+    PAD_MODES,
+    SeparableGrid,
+    gaussian_kernel_1d,
+    saliency_grid,
+    sample_separable,
+    separable_to_grid,
+)
+from resize_jax.ops.warp import invert_grid, unwarp
 
-__all__ = ["METHODS", "interpolation_matrix", "resize"]
+__all__ = [
+    "METHODS",
+    "PADDING_MODES",
+    "PAD_MODES",
+    "SeparableGrid",
+    "blur_sigma",
+    "gaussian_blur",
+    "gaussian_kernel_1d",
+    "grid_sample",
+    "identity_grid",
+    "interpolation_matrix",
+    "invert_grid",
+    "maybe_blur",
+    "resize",
+    "saliency_grid",
+    "sample_separable",
+    "separable_to_grid",
+    "unwarp",
+]

@@ -1,0 +1,196 @@
+"""SaliencySampler: Recasens et al., "Learning to Zoom: a Saliency-Based Sampling Layer for
+Neural Networks", ECCV 2018.
+
+    low = resize(images, saliency_input_shape)           # antialiased: area-like averaging
+    logits = saliency_net(low)  → 1 channel, resized to grid_shape
+    saliency = softmax(logits over all grid cells)
+    grid = saliency_grid(saliency, output_shape, ...)    # Gaussian-weighted coordinate means
+    out = grid_sample(images, grid)                      # the full-resolution input
+
+Layer names are the checkpoint format: do not rename them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from resize_jax import ops
+from resize_jax.frontends.registry import register_frontend
+from resize_jax.frontends.saliency_net import SaliencyCNN
+from resize_jax.ops.blur import check_blur_schedule, maybe_blur
+from resize_jax.ops.checks import check_choice, check_images, check_size_pair
+from resize_jax.ops.grid_sample import PADDING_MODES, grid_sample
+from resize_jax.ops.saliency import PAD_MODES, resolve_sigma, saliency_grid, sample_separable
+
+
+def _accepts_train(module: nn.Module) -> bool:
+    try:
+        parameters = inspect.signature(type(module).__call__).parameters
+    except (TypeError, ValueError):
+        return False
+    return "train" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
+
+
+@register_frontend("saliency")
+class SaliencySampler(nn.Module):
+    """The saliency sampler: zooms into what a small network finds salient.
+
+    Attributes:
+      output_shape: (out_h, out_w) of the sampled images.
+      saliency_net: any linen module mapping f[B, h, w, C] to f[B, h', w', F] (or a tuple
+        whose first element is that, e.g. a backbone returning `(features, aux)`); called
+        with `train=` when its `__call__` takes it. F > 1 features go through ReLU and a 1×1
+        convolution ("saliency_head") to one logit, as in the paper's code. None: the small
+        `SaliencyCNN`. Its parameters live under "saliency_net" either way.
+      saliency_input_shape: (h, w) of the low-resolution copy the network sees (paper: 224).
+      grid_shape: (g_h, g_w) cells of the saliency map, both >= 2 (paper: 31×31); the logits
+        are bilinearly resized to it when the network's output differs.
+      pad: cells of padding of the map; the Gaussian kernel spans 2·pad + 1 cells (paper: 30).
+      fwhm: the Gaussian's full width at half maximum in cells. Default 13, the paper's
+        public code (61×61 kernel, σ ≈ 5.52), which is what the reported numbers came from.
+      sigma_fraction: alternatively σ as a fraction of the map width, the paper's text
+        (1/3: σ ≈ 10.3 cells for 31). Set `fwhm=None` to use it; giving both is an error.
+      pad_mode: padding of the map: "edge" (paper), "reflect" or "constant".
+      separable: FOVEA-style separable warp from the saliency marginals, sampled with two
+        matrix products; `aux["grid"]` is then a `SeparableGrid`.
+      padding_mode: what samples outside the image read, see `resize_jax.ops.grid_sample`.
+      blur_steps, blur_max_sigma: blur pretraining (`resize_jax.ops.maybe_blur`): in
+        training, when `step` is passed and `step < blur_steps`, the sampled images are
+        blurred with σ ~ Uniform(0, blur_max_sigma) output pixels. 0 disables it.
+      dtype: computation dtype of the network and the sampled images (the grid is computed
+        in float32); param_dtype: parameter dtype.
+
+    `__call__(images, *, train=False, step=None)` takes `images: f[B, H, W, C]` and returns
+    `(sampled: f[B, out_h, out_w, C], aux)` with `aux["saliency"]: f32[B, g_h, g_w]` (sums
+    to 1) and `aux["grid"]: f32[B, out_h, out_w, 2]` (or a `SeparableGrid`). The blur's
+    random σ uses the "blur" RNG stream when given (`rngs={"blur": key}`), else a key
+    derived from `step`.
+    """
+
+    output_shape: tuple[int, int]
+    saliency_net: nn.Module | None = None
+    saliency_input_shape: tuple[int, int] = (224, 224)
+    grid_shape: tuple[int, int] = (31, 31)
+    pad: int = 30
+    fwhm: float | None = 13.0
+    sigma_fraction: float | None = None
+    pad_mode: str = "edge"
+    separable: bool = False
+    padding_mode: str = "border"
+    blur_steps: int = 0
+    blur_max_sigma: float = 3.0
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def __post_init__(self):
+        check_size_pair(self.output_shape, "output_shape")
+        check_size_pair(self.saliency_input_shape, "saliency_input_shape")
+        grid_shape = check_size_pair(self.grid_shape, "grid_shape")
+        if min(grid_shape) < 2:
+            raise ValueError(f"`grid_shape` must be at least (2, 2), got {self.grid_shape!r}.")
+        if isinstance(self.pad, bool) or not isinstance(self.pad, numbers.Integral):
+            raise ValueError(f"`pad` must be a non-negative integer, got {self.pad!r}.")
+        if self.pad < 0:
+            raise ValueError(f"`pad` must be a non-negative integer, got {self.pad!r}.")
+        self._sigma()  # Checks fwhm / sigma_fraction.
+        check_choice(self.pad_mode, "pad_mode", PAD_MODES)
+        check_choice(self.padding_mode, "padding_mode", PADDING_MODES)
+        check_blur_schedule(self.blur_steps, self.blur_max_sigma)
+        super().__post_init__()
+
+    def _sigma(self) -> float:
+        if self.fwhm is not None and self.sigma_fraction is not None:
+            raise ValueError(
+                f"Give at most one of `fwhm` and `sigma_fraction`, got fwhm={self.fwhm!r} and "
+                f"sigma_fraction={self.sigma_fraction!r} (set fwhm=None to use sigma_fraction)."
+            )
+        if self.sigma_fraction is None:
+            return resolve_sigma(fwhm=self.fwhm)
+        fraction = self.sigma_fraction
+        if (
+            isinstance(fraction, bool)
+            or not isinstance(fraction, numbers.Real)
+            or not float(fraction) > 0
+            or not math.isfinite(float(fraction))
+        ):
+            raise ValueError(f"`sigma_fraction` must be a positive number, got {fraction!r}.")
+        return resolve_sigma(sigma=float(fraction) * self.grid_shape[1])
+
+    def _logits(self, images: jnp.ndarray, train: bool) -> jnp.ndarray:
+        """The saliency logits on the grid: f32[B, g_h, g_w]."""
+        low = ops.resize(
+            images.astype(jnp.float32),
+            check_size_pair(self.saliency_input_shape, "saliency_input_shape"),
+            antialias=True,  # The paper's code averages (AdaptiveAvgPool2d), it never skips.
+        ).astype(self.dtype)
+        net = self.saliency_net
+        if net is None:
+            net = SaliencyCNN(dtype=self.dtype, param_dtype=self.param_dtype, name="saliency_net")
+        features = net(low, train=train) if _accepts_train(net) else net(low)
+        if isinstance(features, tuple | list):
+            features = features[0]
+        shape = getattr(features, "shape", None)
+        if shape is None or len(shape) not in (3, 4) or shape[0] != images.shape[0]:
+            raise ValueError(
+                f"`saliency_net` must return f[B, h, w, F] (or f[B, h, w]) for B = "
+                f"{images.shape[0]}, got {shape if shape is not None else type(features)}."
+            )
+        if len(shape) == 3:
+            features = features[..., None]
+        if features.shape[-1] != 1:
+            features = nn.Conv(
+                1,
+                (1, 1),
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name="saliency_head",
+            )(nn.relu(features))
+        logits = features.astype(jnp.float32)
+        grid_shape = tuple(self.grid_shape)
+        if tuple(logits.shape[1:3]) != grid_shape:
+            logits = ops.resize(logits, grid_shape)
+        return logits[..., 0]
+
+    @nn.compact
+    def __call__(self, images: jnp.ndarray, *, train: bool = False, step=None):
+        """images: f[B, H, W, C] → (f[B, out_h, out_w, C], {"saliency", "grid"})."""
+        check_images(images)
+        logits = self._logits(images, train)
+        batch, g_h, g_w = logits.shape
+        saliency = jax.nn.softmax(logits.reshape(batch, g_h * g_w), axis=-1)
+        saliency = saliency.reshape(batch, g_h, g_w)
+        grid = saliency_grid(
+            saliency,
+            check_size_pair(self.output_shape, "output_shape"),
+            pad=int(self.pad),
+            sigma=self._sigma(),
+            pad_mode=self.pad_mode,
+            separable=self.separable,
+        )
+        pixels = images.astype(self.dtype)
+        if self.separable:
+            sampled = sample_separable(pixels, grid, padding_mode=self.padding_mode)
+        else:
+            sampled = grid_sample(pixels, grid, padding_mode=self.padding_mode)
+        if train and step is not None and self.blur_steps > 0:
+            if self.has_rng("blur"):
+                rng = self.make_rng("blur")
+            else:
+                rng = jax.random.fold_in(jax.random.key(0), jnp.asarray(step, jnp.uint32))
+            sampled = maybe_blur(
+                sampled,
+                step,
+                blur_steps=self.blur_steps,
+                max_sigma=self.blur_max_sigma,
+                rng=rng,
+            )
+        return sampled, {"saliency": saliency, "grid": grid}
