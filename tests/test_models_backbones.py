@@ -53,16 +53,21 @@ def test_small_cnn_parameter_count():
 
 @pytest.mark.parametrize("name", [*BIG, "small_cnn"])
 @pytest.mark.parametrize(
-    ("batch", "height", "width", "channels", "num_classes"),
-    [(2, 64, 96, 1, 7), (1, 45, 33, 4, 1000)],  # Non-square, odd sizes, any channel count.
+    ("batch", "height", "width", "channels", "num_classes", "dtype"),
+    [
+        (2, 64, 96, 1, 7, jnp.float32),  # Non-square, any channel count.
+        (1, 45, 33, 4, 1000, jnp.bfloat16),  # Odd sizes; bf16 compute with f32 parameters.
+    ],
 )
-def test_output_shapes(name, batch, height, width, channels, num_classes):
-    model = get_model(name, num_classes=num_classes)
-    variables, (logits, aux) = _shapes(model, (batch, height, width, channels))
+def test_output_shapes_and_dtypes(name, batch, height, width, channels, num_classes, dtype):
+    model = get_model(name, num_classes=num_classes, dtype=dtype)
+    variables, (logits, aux) = _shapes(model, (batch, height, width, channels), dtype)
     chex.assert_shape(logits, (batch, num_classes))
-    assert logits.dtype == jnp.float32
+    assert logits.dtype == jnp.float32  # The head's output is cast for a stable loss.
     assert aux["pre_logits"].ndim == 2 and aux["pre_logits"].shape[0] == batch
+    assert aux["pre_logits"].dtype == dtype
     assert set(variables) == {"params", "batch_stats"}
+    assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
 
 
 @pytest.mark.parametrize("name", [*BIG, "small_cnn"])
@@ -75,15 +80,6 @@ def test_works_at_documented_minimum_and_rejects_smaller(name):
     for shape in [(1, size - 1, size, 3), (1, size, size - 1, 3)]:
         with pytest.raises(ValueError, match=r"`images` must be at least"):
             _shapes(model, shape)
-
-
-@pytest.mark.parametrize("name", [*BIG, "small_cnn"])
-def test_bfloat16_compute_with_float32_params(name):
-    model = get_model(name, num_classes=5, dtype=jnp.bfloat16)
-    variables, (logits, aux) = _shapes(model, (1, 32, 32, 3), dtype=jnp.bfloat16)
-    assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
-    assert logits.dtype == jnp.float32  # The head's output is cast for a stable loss.
-    assert aux["pre_logits"].dtype == jnp.bfloat16
 
 
 @pytest.mark.parametrize(
@@ -104,6 +100,9 @@ def test_registry_names_and_unknown_name():
     assert model_names() == sorted([*BIG, "small_cnn"])
     with pytest.raises(ValueError, match=r"Unknown model `name`='resnet51'.*resnet50"):
         get_model("resnet51", num_classes=10)
+    with pytest.raises(ValueError, match=r"Unknown model `name`='vgg16'.*small_cnn"):
+        models.model_factory("vgg16")
+    assert models.model_factory("small_cnn") is models.SmallCNN
 
 
 @pytest.mark.parametrize("num_classes", [0, -1, 2.5, True, None])

@@ -2,6 +2,7 @@
 parameters under "frontend"/"backbone"; freezing one part leaves it bit-identical."""
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,7 +80,7 @@ def test_frontend_aux_is_merged_into_the_models_aux():
     model = _model("learned")
     x, _ = _batch()
     variables = cheap_variables(model, x)
-    _, aux = model.apply(variables, x)
+    _, aux = jax.eval_shape(model.apply, variables, x)
     chex.assert_shape([aux["skip"], aux["resized"]], (2, *OUT_HW, 3))
     assert set(variables["params"]) == {"frontend", "backbone"}
     assert set(variables["batch_stats"]) == {"frontend", "backbone"}
@@ -89,10 +90,10 @@ def test_no_frontend_feeds_the_images_unchanged():
     model = _model(None)
     x, _ = _batch()
     variables = cheap_variables(model, x)
-    logits, aux = model.apply(variables, x)
+    logits, aux = jax.jit(model.apply)(variables, x)
     chex.assert_trees_all_equal(aux["resized"], x)
     assert set(variables["params"]) == {"backbone"}
-    direct, _ = model.backbone.apply({k: v["backbone"] for k, v in variables.items()}, x)
+    direct, _ = jax.jit(model.backbone.apply)({k: v["backbone"] for k, v in variables.items()}, x)
     chex.assert_trees_all_close(logits, direct)
 
 
@@ -138,9 +139,32 @@ def test_a_trained_frontend_can_be_moved_to_another_backbone():
     src = cheap_variables(source, x, seed=1)
     dst = cheap_variables(target, x, seed=2)
     moved = {**dst, "params": {**dst["params"], "frontend": src["params"]["frontend"]}}
-    logits, aux = target.apply(moved, x)
+    logits, aux = jax.jit(target.apply)(moved, x)
     chex.assert_shape(logits, (2, 5))
-    resized, _ = source.frontend.apply(
+    resized, _ = jax.jit(source.frontend.apply)(
         {"params": src["params"]["frontend"], "batch_stats": dst["batch_stats"]["frontend"]}, x
     )
     chex.assert_trees_all_close(aux["resized"], resized)
+
+
+_STEPS = []
+
+
+class _RecordingFrontEnd(nn.Module):
+    """A parameter-free front-end that records the `step` it was called with (at trace time)."""
+
+    output_shape: tuple[int, int] = OUT_HW
+
+    def __call__(self, images, *, train=False, step=None):
+        _STEPS.append(step)
+        return images[:, : self.output_shape[0], : self.output_shape[1]], {}
+
+
+def test_extra_keywords_reach_the_frontend_only():
+    model = FrontEndModel(_RecordingFrontEnd(), get_model("small_cnn", num_classes=3))
+    x, _ = _batch()
+    variables = cheap_variables(model, x)
+    _STEPS.clear()
+    jax.eval_shape(lambda v, x: model.apply(v, x, step=7), variables, x)
+    jax.eval_shape(model.apply, variables, x)
+    assert _STEPS == [7, None]

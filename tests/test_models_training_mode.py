@@ -5,6 +5,7 @@ in training only, drawing from the "dropout" RNG stream.
 """
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +13,7 @@ import optax
 import pytest
 
 from resize_jax.models import get_model
+from resize_jax.models.efficientnet import MBConv
 
 
 def cheap_variables(model, x, seed=0):
@@ -67,11 +69,13 @@ def test_small_cnn_dropout_only_in_training():
     a, b = train_logits(jax.random.key(5)), train_logits(jax.random.key(6))
     assert not np.allclose(a, b)
     chex.assert_trees_all_equal(train_logits(jax.random.key(5)), a)  # Same key, same mask.
-    # Evaluation needs no RNG and is deterministic.
-    chex.assert_trees_all_equal(model.apply(variables, x)[0], model.apply(variables, x)[0])
+    # Evaluation needs no RNG and is deterministic; training with p = 0.5 differs from it.
+    evaluate = jax.jit(model.apply)
+    chex.assert_trees_all_equal(evaluate(variables, x)[0], evaluate(variables, x)[0])
 
 
-@pytest.mark.parametrize(("shape", "channels"), [((32, 32), 3), ((24, 40), 1), ((128, 128), 3)])
+# 128×128: the small CNN is also the full-resolution upper bound.
+@pytest.mark.parametrize(("shape", "channels"), [((24, 40), 1), ((128, 128), 3)])
 def test_small_cnn_forward_backward_under_jit(shape, channels):
     model = get_model("small_cnn", num_classes=5)
     x, variables = _init(model, (2, *shape, channels))
@@ -93,9 +97,9 @@ def test_small_cnn_forward_backward_under_jit(shape, channels):
 
 
 def test_small_cnn_learns_a_tiny_problem():
-    """Memorises 32 random 16×16 images with random labels: can fail if the net cannot learn."""
+    """Memorises 32 random 8×8 images with random labels: can fail if the net cannot learn."""
     model = get_model("small_cnn", num_classes=4)
-    x, variables = _init(model, (32, 16, 16, 3))
+    x, variables = _init(model, (32, 8, 8, 3))
     labels = jnp.asarray(np.random.default_rng(7).integers(0, 4, size=32))
     tx = optax.adam(3e-3)
     params, stats = variables["params"], variables["batch_stats"]
@@ -124,19 +128,40 @@ def test_small_cnn_learns_a_tiny_problem():
     assert accuracy >= 0.9
 
 
-def test_efficientnet_stochastic_depth_and_dropout_only_in_training():
-    model = get_model("efficientnet_b0", num_classes=3)
-    x, variables = _init(model, (2, 32, 32, 3))
+def test_stochastic_depth_drops_whole_examples_in_training_only():
+    block = MBConv(16, kernel_size=3, strides=1, expansion=2, drop_path_rate=0.5)
+    x, variables = _init(block, (64, 4, 4, 16))
+    no_drop = block.clone(drop_path_rate=0.0)
+    branch = no_drop.apply(variables, x, train=True, mutable=["batch_stats"])[0] - x
 
     @jax.jit
     def run(key):
-        rngs = {"dropout": key}
-        train, _ = model.apply(variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
-        return train[0], model.apply(variables, x)[0]
+        train, _ = block.apply(
+            variables, x, train=True, rngs={"dropout": key}, mutable=["batch_stats"]
+        )
+        return train, block.apply(variables, x)
 
     (train_a, eval_a), (train_b, eval_b) = run(jax.random.key(1)), run(jax.random.key(2))
-    chex.assert_shape([train_a, eval_a], (2, 3))
-    chex.assert_tree_all_finite([train_a, eval_a])
-    assert not np.allclose(train_a, train_b)  # Different drop masks.
-    chex.assert_trees_all_equal(eval_a, eval_b)  # Evaluation ignores the RNG.
-    assert not np.allclose(train_a, eval_a)  # Batch statistics vs running statistics.
+    kept = np.asarray(jnp.any(train_a != x, axis=(1, 2, 3)))
+    assert 16 <= kept.sum() <= 48  # About half of 64 examples keep their branch.
+    # Dropped examples are exactly the identity; kept ones rescale the branch by 1 / (1 - p).
+    chex.assert_trees_all_equal(train_a[~kept], x[~kept])
+    chex.assert_trees_all_close(train_a[kept], x[kept] + 2.0 * branch[kept], atol=1e-5)
+    assert not np.array_equal(train_a, train_b)  # Another key, another mask.
+    chex.assert_trees_all_equal(eval_a, eval_b)  # Evaluation: deterministic, no RNG needed.
+
+
+def test_efficientnet_b0_wires_linearly_growing_drop_rates():
+    """torchvision's rule: block i of 16 drops with probability 0.2 · i / 16."""
+    model = get_model("efficientnet_b0", num_classes=3)
+    rates = []
+
+    def record(next_fun, args, kwargs, context):
+        if isinstance(context.module, MBConv) and context.method_name == "__call__":
+            rates.append(context.module.drop_path_rate)
+        return next_fun(*args, **kwargs)
+
+    x = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+    with nn.intercept_methods(record):
+        jax.eval_shape(model.init, jax.random.key(0), x)
+    assert rates == pytest.approx([0.2 * i / 16 for i in range(16)])

@@ -12,7 +12,7 @@ from resize_jax.models.efficientnet import EfficientNet, EfficientNetB0
 from resize_jax.models.frontend_model import FrontEndModel
 from resize_jax.models.inception_v2 import InceptionV2
 from resize_jax.models.mobilenet_v2 import MobileNetV2
-from resize_jax.models.registry import get_model, model_names
+from resize_jax.models.registry import get_model, model_factory, model_names
 from resize_jax.models.resnet import ResNet, ResNet18, ResNet50
 from resize_jax.models.small_cnn import SmallCNN
 
@@ -31,5 +31,6 @@ __all__ = [
     "count_params",
     "flops",
     "get_model",
+    "model_factory",
     "model_names",
 ]

@@ -25,15 +25,19 @@ class FrontEndModel(nn.Module):
     backbone: nn.Module
 
     @nn.compact
-    def __call__(self, images: jnp.ndarray, *, train: bool = False) -> tuple[Any, dict]:
+    def __call__(
+        self, images: jnp.ndarray, *, train: bool = False, **frontend_kwargs
+    ) -> tuple[Any, dict]:
         """images: f[B, H, W, C] → (backbone outputs, e.g. f32[B, num_classes], aux).
 
         aux = {**front-end aux, "resized": the backbone's input f[B, h, w, C],
                "backbone": the backbone's aux}.
+        `frontend_kwargs` go to the front-end only (e.g. `step=` for the saliency sampler's
+        blur schedule); without a front-end they are ignored.
         """
         if self.frontend is None:
             resized, frontend_aux = images, {}
         else:
-            resized, frontend_aux = self.frontend(images, train=train)
+            resized, frontend_aux = self.frontend(images, train=train, **frontend_kwargs)
         outputs, backbone_aux = self.backbone(resized, train=train)
         return outputs, {**frontend_aux, "resized": resized, "backbone": backbone_aux}

@@ -29,6 +29,13 @@ def model_names() -> list[str]:
     return sorted(_MODELS)
 
 
+def model_factory(name: str) -> Callable[..., nn.Module]:
+    """The class (or `functools.partial` of one) registered as `name`."""
+    if name not in _MODELS:
+        raise ValueError(f"Unknown model `name`={name!r}; known names: {model_names()}.")
+    return _MODELS[name]
+
+
 def get_model(name: str, *, num_classes: int, **kwargs) -> nn.Module:
     """Builds the backbone registered as `name`, e.g. `get_model("resnet50", num_classes=10)`.
 
@@ -37,6 +44,4 @@ def get_model(name: str, *, num_classes: int, **kwargs) -> nn.Module:
     Raises:
       ValueError: if `name` is unknown (the message lists the known names), or a field is bad.
     """
-    if name not in _MODELS:
-        raise ValueError(f"Unknown model `name`={name!r}; known names: {model_names()}.")
-    return _MODELS[name](num_classes=num_classes, **kwargs)
+    return model_factory(name)(num_classes=num_classes, **kwargs)
