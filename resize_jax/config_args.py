@@ -1,0 +1,146 @@
+"""Parsing of config-file arguments: `configs/x.py:frontend=learned,runlocal`."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """Parses "a=1,b=x,flag" into a ConfigDict over `defaults` (types follow the defaults).
+
+    A bare name sets a boolean default to True (`runlocal`). Unknown keys raise ValueError
+    listing the known ones, so a typo in the command line does not pass silently.
+    """
+    result = ml_collections.ConfigDict(defaults)
+    if not arg:
+        return result
+    for item in filter(None, (s.strip() for s in arg.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if key not in defaults:
+            raise ValueError(f"Unknown config argument {key!r}; known: {sorted(defaults)}.")
+        default = defaults[key]
+        if not sep:
+            if not isinstance(default, bool):
+                raise ValueError(f"Config argument {key!r} needs a value ({key}=...).")
+            result[key] = True
+        elif isinstance(default, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"Config argument {key!r} must be true or false, got {value!r}.")
+            result[key] = value.lower() in ("true", "1")
+        else:
+            result[key] = type(default)(value)
+    return result
+
+
+_NOT_CONFIGURABLE = {"parent", "name", "dtype", "param_dtype", "num_classes"}
+_SIMPLE = (bool, int, float, str, tuple)
+
+
+def module_section(name: str, factory, **overrides) -> ml_collections.ConfigDict:
+    """A config section {name, <field>: default, ...} for a linen module class or partial.
+
+    Every field with a plain default (numbers, strings, tuples) becomes overridable from the
+    command line (`--config.frontend.num_res_blocks=2`), so configs never fall out of step
+    with the modules. `overrides` replace defaults and may add fields without one.
+    """
+    import dataclasses
+    import functools
+
+    keywords = {}
+    while isinstance(factory, functools.partial):
+        keywords = {**factory.keywords, **keywords}
+        factory = factory.func
+    section = {"name": name}
+    for field in dataclasses.fields(factory):
+        if field.name in _NOT_CONFIGURABLE or not field.init:
+            continue
+        default = keywords.get(field.name, field.default)
+        if isinstance(default, _SIMPLE) and not isinstance(default, type):
+            section[field.name] = default
+    section.update(overrides)
+    return ml_collections.ConfigDict(section)
+
+
+def training_defaults() -> ml_collections.ConfigDict:
+    """The fields every experiment shares, with defaults; configs override what they need.
+
+    Fields:
+      seed: the run's seed (initialisation, data order, dropout).
+      batch_size / eval_batch_size: GLOBAL batch sizes (per-device × devices); each must be a
+        multiple of the device and process counts.
+      num_train_steps, log_every_steps, eval_every_steps (0 = only at the end),
+      checkpoint_every_steps (0 = only at the end), keep_checkpoints.
+      init_from / init_parts: another run's workdir and the top-level parts to load from it
+        ("backbone", "frontend", or both), for two-stage training and resizer transfer.
+      dtype: "float32" or "bfloat16" computation (parameters and optimizer state stay f32).
+      num_devices: -1 for every device, or the first N (single-process experiments).
+      distributed: multi-host set-up; `enabled=True` calls `jax.distributed.initialize` with
+        the given coordinator_address/num_processes/process_id (unset: auto-detected), and
+        cpu_collectives="gloo" for CPU-only processes.
+      optimizer: name ("sgd" | "adamw"), learning_rate (peak, for the global batch),
+        schedule ("cosine" | "constant"), warmup_steps, momentum, nesterov, b1, b2,
+        weight_decay (kernels only), grad_clip_norm (0 = off), lr_multipliers
+        ("frontend/saliency_net:0.1,..."), freeze ("backbone,..."), accumulation_steps.
+    """
+    from ml_collections import config_dict
+
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.batch_size = 64
+    config.eval_batch_size = 256
+    config.num_train_steps = 1000
+    config.log_every_steps = 50
+    config.eval_every_steps = 0
+    config.checkpoint_every_steps = 500
+    config.keep_checkpoints = 3
+    config.preemption_check_every_steps = 10
+    config.init_from = ""
+    config.init_parts = ""
+    config.dtype = "float32"
+    config.num_devices = -1
+    config.distributed = ml_collections.ConfigDict(
+        {
+            "enabled": False,
+            "coordinator_address": config_dict.placeholder(str),
+            "num_processes": config_dict.placeholder(int),
+            "process_id": config_dict.placeholder(int),
+            "cpu_collectives": "",
+        }
+    )
+    config.task = ml_collections.ConfigDict({"name": "classification", "label_smoothing": 0.0})
+    config.optimizer = ml_collections.ConfigDict(
+        {
+            "name": "adamw",
+            "learning_rate": 1e-3,
+            "schedule": "cosine",
+            "warmup_steps": 0,
+            "momentum": 0.9,
+            "nesterov": False,
+            "b1": 0.9,
+            "b2": 0.999,
+            "weight_decay": 0.0,
+            "grad_clip_norm": 0.0,
+            "lr_multipliers": "",
+            "freeze": "",
+            "accumulation_steps": 1,
+        }
+    )
+    return config
+
+
+def frontend_section(name: str, output_shape, **overrides) -> ml_collections.ConfigDict:
+    """`config.frontend` for a registered front-end name, or {"name": "none"}."""
+    if name == "none":
+        return ml_collections.ConfigDict({"name": "none"})
+    from resize_jax import frontends
+
+    cls = frontends.frontend_class(name)
+    return module_section(name, cls, output_shape=tuple(output_shape), **overrides)
+
+
+def model_section(name: str, **overrides) -> ml_collections.ConfigDict:
+    """`config.model` for a registered backbone name."""
+    from resize_jax import models
+
+    return module_section(name, models.model_factory(name), **overrides)

@@ -1,0 +1,98 @@
+"""Pure train and eval steps; `jax.jit` with shardings is applied by the loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from resize_jax.tasks import Task
+from resize_jax.train.optim import is_frozen, path_of
+from resize_jax.train.state import TrainState
+
+
+def _keep_frozen_stats(old, new, frozen: Sequence[str]):
+    # Frozen parts keep their BatchNorm statistics too, so they stay bit-identical.
+    if not frozen:
+        return new
+    return jax.tree_util.tree_map_with_path(
+        lambda kp, o, n: o if is_frozen(path_of(kp), frozen) else n, old, new
+    )
+
+
+def make_train_step(
+    model: nn.Module,
+    task: Task,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    *,
+    seed: int,
+    frozen: Sequence[str] = (),
+    call_kwargs: Callable[[jax.Array], Mapping[str, Any]] | None = None,
+    accumulation_steps: int = 1,
+):
+    """Returns `train_step(state, batch) -> (state, metrics)`.
+
+    batch: {"image": f[B, H, W, C], "label": ...}. Metrics are scalars: the task's training
+    metrics plus loss, learning rate and the global norms of gradients, updates and params
+    (the host checks loss and grad norm for non-finite values). `call_kwargs(step)` supplies
+    step-dependent keyword arguments of the model's `__call__` (e.g. blur pretraining).
+    """
+    base_key = jax.random.key(seed)
+
+    def train_step(state: TrainState, batch):
+        rng = jax.random.fold_in(base_key, state.step)
+        extra = dict(call_kwargs(state.step)) if call_kwargs else {}
+
+        def loss_fn(params):
+            variables = {"params": params}
+            if state.batch_stats:
+                variables["batch_stats"] = state.batch_stats
+            (outputs, aux), new_vars = model.apply(
+                variables,
+                batch["image"],
+                train=True,
+                mutable=["batch_stats"],
+                rngs={"dropout": rng, "sampler": jax.random.fold_in(rng, 1)},
+                **extra,
+            )
+            loss, metrics = task.loss(outputs, aux, batch)
+            return loss, (metrics, new_vars.get("batch_stats", {}))
+
+        (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params
+        )
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=params,
+            batch_stats=_keep_frozen_stats(state.batch_stats, batch_stats, frozen),
+            opt_state=opt_state,
+        )
+        metrics = {
+            **metrics,
+            "loss": loss,
+            # With accumulation the schedule counts optimizer steps, not micro-steps.
+            "learning_rate": schedule(state.step // accumulation_steps),
+            "grad_norm": optax.tree.norm(grads),
+            "update_norm": optax.tree.norm(updates),
+            "param_norm": optax.tree.norm(params),
+        }
+        return new_state, jax.tree.map(lambda m: jnp.asarray(m, jnp.float32), metrics)
+
+    return train_step
+
+
+def make_eval_step(model: nn.Module, task: Task):
+    """Returns `eval_step(state, batch) -> statistics` (the task's per-batch statistics)."""
+
+    def eval_step(state: TrainState, batch):
+        outputs, aux = model.apply(state.variables, batch["image"], train=False)
+        return task.eval_statistics(outputs, aux, batch)
+
+    return eval_step
