@@ -10,7 +10,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402
+import jax
 
 _CACHE = pathlib.Path(tempfile.gettempdir()) / f"resize_jax_test_cache_{os.getuid()}"
 jax.config.update("jax_compilation_cache_dir", str(_CACHE))

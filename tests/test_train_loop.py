@@ -136,7 +136,7 @@ def test_lr_multiplier_scales_a_part(tmp_path):
 
 def test_nan_stops_training_naming_the_step_and_keeps_last_checkpoint(tmp_path):
     config = train_fakes.tiny_config(**{"data.fake_nan_at_batch": 6})
-    with pytest.raises(FloatingPointError, match="Non-finite loss .* at step 6"):
+    with pytest.raises(FloatingPointError, match=r"Non-finite loss .* at step 6"):
         train_and_evaluate(config, str(tmp_path))
     clean = train_fakes.tiny_config()
     restored = train_and_evaluate(clean, str(tmp_path))

@@ -8,11 +8,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import logging  # noqa: E402
+from absl import logging
 
-from tests import train_fakes  # noqa: E402
-
-from resize_jax.train import train_and_evaluate  # noqa: E402
+from resize_jax.train import train_and_evaluate
+from tests import train_fakes
 
 
 def main(argv):
