@@ -25,6 +25,7 @@ output border.
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import jax
@@ -122,40 +123,61 @@ def invert_grid(grid, input_shape: tuple[int, int], *, iterations: int = 4):
         return SeparableGrid(x=_invert_monotone(grid.x, width), y=_invert_monotone(grid.y, height))
     check_grid(grid)
     iterations = _check_iterations(iterations)
-    dtype = jnp.promote_types(grid.dtype, jnp.float32)
-    grid = grid.astype(dtype)
-    batch, out_h, out_w, _ = grid.shape
-    targets = identity_grid(batch, height, width, dtype)
+    grid = grid.astype(jnp.promote_types(grid.dtype, jnp.float32))
+    return _invert_dense(grid, height, width, iterations)
 
-    start = _two_pass_inverse(grid, height, width)
-    unit_x = jnp.broadcast_to(jnp.asarray([1.0, 0.0], dtype), start.shape)
-    unit_y = jnp.broadcast_to(jnp.asarray([0.0, 1.0], dtype), start.shape)
+
+def _jacobian(grid: jnp.ndarray, where: jnp.ndarray):
+    """G(o) = grid_sample(grid, o) and its per-pixel Jacobian columns dG/do_x, dG/do_y."""
+    value, tangent = jax.linearize(lambda o: grid_sample(grid, o), where)
+    unit = jnp.eye(2, dtype=where.dtype)
+    return (
+        value,
+        tangent(jnp.broadcast_to(unit[0], where.shape)),
+        tangent(jnp.broadcast_to(unit[1], where.shape)),
+    )
+
+
+def _solve_2x2(a, b, c, d, r1, r2):
+    """Solves (JᵀJ + λI) δ = Jᵀ(r1, r2) for J = [[a, b], [c, d]] per pixel (λ tiny, relative).
+
+    Levenberg-Marquardt damping: a singular Jacobian gives a bounded δ instead of a NaN.
+    """
+    damping = 1e-6 * (a * a + b * b + c * c + d * d) + 1e-12
+    m11, m12, m22 = a * a + c * c + damping, a * b + c * d, b * b + d * d + damping
+    t1, t2 = a * r1 + c * r2, b * r1 + d * r2
+    det = m11 * m22 - m12 * m12
+    return jnp.stack([(m22 * t1 - m12 * t2) / det, (m11 * t2 - m12 * t1) / det], axis=-1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _invert_dense(grid: jnp.ndarray, height: int, width: int, iterations: int) -> jnp.ndarray:
+    """Solves G(o) = p for every input pixel p: f[B, h, w, 2] → f[B, H, W, 2]."""
+    batch, out_h, out_w, _ = grid.shape
+    dtype = grid.dtype
+    targets = identity_grid(batch, height, width, dtype)
     # At most about two output pixels per step: a step never jumps across the image on an
     # almost flat (clamped) stretch of the grid.
     max_step = 4.0 / max(out_h - 1, out_w - 1, 1)
-
     pixels = jnp.asarray([0.5 * max(width - 1, 1), 0.5 * max(height - 1, 1)], dtype)
 
     def misfit(value):  # Squared residual in input pixels: f[B, H, W].
         return jnp.sum(jnp.square((value - targets) * pixels), axis=-1)
 
     def newton_step(_, where):
-        value, tangent = jax.linearize(lambda o: grid_sample(grid, o), where)
-        d_x, d_y = tangent(unit_x), tangent(unit_y)  # dG/do_x, dG/do_y: f[B, H, W, 2].
+        value, d_x, d_y = _jacobian(grid, where)
         residual = value - targets
         # Where the grid was clamped to the border its slope is zero and Newton would stall
         # on the plateau; the grid is non-decreasing along each axis, so a floor on the
         # diagonal slopes walks such points off the plateau in the right direction.
-        a, c = jnp.maximum(d_x[..., 0], _MIN_SLOPE), d_x[..., 1]
-        b, d = d_y[..., 0], jnp.maximum(d_y[..., 1], _MIN_SLOPE)
-        # Levenberg-Marquardt: (JᵀJ + λI) δ = Jᵀr with a tiny relative λ, so a singular
-        # Jacobian gives a bounded step instead of a NaN.
-        damping = 1e-6 * (a * a + b * b + c * c + d * d) + 1e-12
-        m11, m12, m22 = a * a + c * c + damping, a * b + c * d, b * b + d * d + damping
-        r1 = a * residual[..., 0] + c * residual[..., 1]
-        r2 = b * residual[..., 0] + d * residual[..., 1]
-        det = m11 * m22 - m12 * m12
-        step = jnp.stack([(m22 * r1 - m12 * r2) / det, (m11 * r2 - m12 * r1) / det], axis=-1)
+        step = _solve_2x2(
+            jnp.maximum(d_x[..., 0], _MIN_SLOPE),
+            d_y[..., 0],
+            d_x[..., 1],
+            jnp.maximum(d_y[..., 1], _MIN_SLOPE),
+            residual[..., 0],
+            residual[..., 1],
+        )
         step = jnp.clip(step, -max_step, max_step)
         # Backtracking: try the full, half and quarter step (one sampling call, side by
         # side along the width) and keep the best point, the current one included, so the
@@ -168,7 +190,32 @@ def invert_grid(grid, input_shape: tuple[int, int], *, iterations: int = 4):
             where = jnp.where(best == k + 1, candidate, where)
         return where
 
-    return lax.fori_loop(0, iterations, newton_step, start)
+    return lax.fori_loop(0, iterations, newton_step, _two_pass_inverse(grid, height, width))
+
+
+def _invert_dense_fwd(grid, height, width, iterations):
+    where = _invert_dense(grid, height, width, iterations)
+    return where, (grid, where)
+
+
+def _invert_dense_bwd(height, width, iterations, residuals, cotangent):
+    # Implicit function theorem on G(o*(grid), grid) = p instead of differentiating the
+    # iterations: do*/dgrid = -J⁻¹ ∂G/∂grid, so grid̄ = -(∂G/∂grid)ᵀ J⁻ᵀ ō.
+    del height, width, iterations
+    grid, where = residuals
+    _, d_x, d_y = _jacobian(grid, where)
+    a, b, c, d = d_x[..., 0], d_y[..., 0], d_x[..., 1], d_y[..., 1]
+    # Jᵀλ = ō, solved as the 2×2 system with Jᵀ's entries.
+    adjoint = _solve_2x2(a, c, b, d, cotangent[..., 0], cotangent[..., 1])
+    # Pixels the grid never reaches sit on the output border (clamped, no solution of
+    # G(o) = p): they get no gradient.
+    adjoint = jnp.where(jnp.abs(where) < 1.0, adjoint, 0.0)
+    _, pullback = jax.vjp(lambda g: grid_sample(g, where), grid)
+    (grid_bar,) = pullback(-adjoint.astype(grid.dtype))
+    return (grid_bar,)
+
+
+_invert_dense.defvjp(_invert_dense_fwd, _invert_dense_bwd)
 
 
 def unwarp(outputs: jnp.ndarray, grid, input_shape: tuple[int, int], *, iterations: int = 4):

@@ -1,0 +1,217 @@
+"""SaliencySampler: the front-end contract, flat saliency, gradients, blur pretraining, errors."""
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from resize_jax import SaliencySampler, get_frontend, ops
+
+IMAGES = np.random.default_rng(0).uniform(size=(2, 40, 48, 3)).astype(np.float32)
+SMALL = {"saliency_input_shape": (32, 32), "grid_shape": (9, 9), "pad": 8}
+# One model, initialised and compiled once per test process (the tests share a busy CPU).
+MODEL = SaliencySampler((16, 16), **SMALL)
+APPLY = jax.jit(MODEL.apply, static_argnames="train")
+
+
+@pytest.fixture(scope="module")
+def variables():
+    return jax.jit(MODEL.init)(jax.random.key(0), IMAGES)
+
+
+class ZeroNet(nn.Module):
+    """A saliency network with a parameter whose logits are all zero: flat saliency."""
+
+    @nn.compact
+    def __call__(self, x):
+        scale = self.param("scale", nn.initializers.zeros, ())
+        return jnp.zeros((*x.shape[:3], 1)) * scale
+
+
+class Features(nn.Module):
+    """A backbone-like network: 8 features per cell and an aux dict, no `train` argument."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Conv(8, (3, 3), strides=(4, 4), name="conv")(x), {"unused": 0}
+
+
+def test_contract_shapes_and_aux():
+    model = get_frontend("saliency", output_shape=(16, 20), **SMALL)
+    assert isinstance(model, SaliencySampler)
+    variables = model.init(jax.random.key(0), IMAGES)
+    out, aux = jax.jit(model.apply)(variables, IMAGES)
+    chex.assert_shape(
+        [out, aux["saliency"], aux["grid"]], [(2, 16, 20, 3), (2, 9, 9), (2, 16, 20, 2)]
+    )
+    np.testing.assert_allclose(aux["saliency"].sum(axis=(1, 2)), 1.0, atol=1e-5)
+    assert np.all(aux["saliency"] > 0) and np.all(np.abs(aux["grid"]) <= 1.0)
+    # The output is grid_sample of the full-resolution input on aux["grid"].
+    np.testing.assert_allclose(out, jax.jit(ops.grid_sample)(IMAGES, aux["grid"]), atol=1e-6)
+    assert set(variables["params"]) == {"saliency_net"}
+
+
+def test_flat_saliency_equals_an_align_corners_bilinear_resize():
+    model = SaliencySampler((16, 20), saliency_net=ZeroNet(), **SMALL)
+    variables = jax.jit(model.init)(jax.random.key(0), IMAGES)
+    out, aux = jax.jit(model.apply)(variables, IMAGES)
+    np.testing.assert_allclose(aux["saliency"], 1 / 81, atol=1e-7)
+    np.testing.assert_allclose(aux["grid"], ops.identity_grid(2, 16, 20), atol=1e-5)
+    scale = jnp.asarray([15 / 39, 19 / 47])
+    resized = jax.jit(
+        lambda x: jax.image.scale_and_translate(
+            x, (2, 16, 20, 3), (1, 2), scale, 0.5 - 0.5 * scale, "linear", antialias=False
+        )
+    )(IMAGES)
+    # The grid is uniform to 1e-5 (softmax rounding), i.e. to 2.4e-4 pixel here, and
+    # neighbouring pixels of this noise image differ by up to 1.
+    np.testing.assert_allclose(out, resized, atol=2e-4)
+
+
+def test_jit_grad_wrt_saliency_net_params_and_no_retrace(variables):
+    model = MODEL
+    target = np.random.default_rng(1).normal(size=(2, 16, 16, 3)).astype(np.float32)
+    chex.clear_trace_counter()
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def loss_and_grad(params, images):
+        def loss(params):
+            out, _ = model.apply({"params": params}, images, train=True)
+            return jnp.mean((out - target) ** 2)
+
+        return jax.value_and_grad(loss)(params)
+
+    for seed in range(3):  # New values, same shapes: traced once.
+        images = np.random.default_rng(seed).uniform(size=IMAGES.shape).astype(np.float32)
+        loss, grads = loss_and_grad(variables["params"], images)
+        assert np.isfinite(loss)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(grads):
+            assert np.all(np.isfinite(leaf)), path
+            assert np.abs(leaf).max() > 0, path
+
+
+def test_vmap_over_an_extra_batch_axis(variables):
+    stacked = np.stack([IMAGES, IMAGES[:, ::-1]])
+    batched = jax.jit(jax.vmap(lambda x: MODEL.apply(variables, x)[0]))(stacked)
+    direct = APPLY(variables, stacked[1])[0]
+    np.testing.assert_allclose(batched[1], direct, atol=1e-5)
+
+
+def test_separable_mode_samples_its_outer_product_grid(variables):
+    model = SaliencySampler((12, 14), separable=True, **SMALL)
+    out, aux = jax.jit(model.apply)(variables, IMAGES)
+    assert isinstance(aux["grid"], ops.SeparableGrid)
+    dense = ops.separable_to_grid(aux["grid"])
+    np.testing.assert_allclose(out, jax.jit(ops.grid_sample)(IMAGES, dense), atol=1e-5)
+
+
+def test_custom_network_with_features_gets_a_1x1_head():
+    model = SaliencySampler((12, 12), saliency_net=Features(), **SMALL)
+    variables = jax.jit(model.init)(jax.random.key(0), IMAGES)
+    assert set(variables["params"]) == {"saliency_net", "saliency_head"}
+    assert variables["params"]["saliency_head"]["kernel"].shape == (1, 1, 8, 1)
+    _, aux = jax.jit(model.apply)(variables, IMAGES)
+    chex.assert_shape(aux["saliency"], (2, 9, 9))  # 8×8 features resized to the grid.
+
+
+def test_both_gaussian_settings(variables):
+    text = SaliencySampler((16, 16), fwhm=None, sigma_fraction=1 / 3, **SMALL)
+    _, aux_code = APPLY(variables, IMAGES)
+    _, aux_text = jax.jit(text.apply)(variables, IMAGES)
+    grid = jax.jit(ops.saliency_grid, static_argnames=("output_shape", "pad", "fwhm", "sigma"))
+    np.testing.assert_allclose(
+        aux_code["grid"], grid(aux_code["saliency"], (16, 16), pad=8, fwhm=13.0), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        aux_text["grid"], grid(aux_text["saliency"], (16, 16), pad=8, sigma=3.0), atol=1e-6
+    )
+
+
+def test_bfloat16_compute_with_float32_params(variables):
+    model = SaliencySampler((16, 16), dtype=jnp.bfloat16, **SMALL)
+    out, aux = jax.jit(model.apply)(variables, IMAGES)
+    assert out.dtype == jnp.bfloat16 and aux["grid"].dtype == jnp.float32
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
+    reference, _ = APPLY(variables, IMAGES)
+    np.testing.assert_allclose(out.astype(jnp.float32), reference, atol=5e-2)
+
+
+def test_blur_pretraining_only_early_and_only_in_training(variables):
+    model = SaliencySampler((16, 16), blur_steps=10, blur_max_sigma=2.0, **SMALL)
+    apply = jax.jit(model.apply, static_argnames="train")
+    plain, _ = apply(variables, IMAGES)
+    early, _ = apply(variables, IMAGES, train=True, step=jnp.asarray(3))
+    late, _ = apply(variables, IMAGES, train=True, step=jnp.asarray(10))
+    evaluation, _ = apply(variables, IMAGES, train=False, step=jnp.asarray(3))
+    np.testing.assert_array_equal(late, plain)
+    np.testing.assert_array_equal(evaluation, plain)
+    assert np.abs(early - plain).max() > 1e-3
+    # Blurring smooths: less high-frequency energy than the sharp sample.
+    assert np.abs(np.diff(early, axis=2)).mean() < np.abs(np.diff(plain, axis=2)).mean()
+    # An explicit "blur" RNG stream is used when given.
+    a, _ = apply(variables, IMAGES, train=True, step=3, rngs={"blur": jax.random.key(1)})
+    b, _ = apply(variables, IMAGES, train=True, step=3, rngs={"blur": jax.random.key(2)})
+    assert np.abs(a - b).max() > 0
+
+
+def test_maybe_blur_pure_function():
+    images = jnp.asarray(IMAGES)
+    blur = jax.jit(ops.maybe_blur, static_argnames=("blur_steps", "max_sigma"))
+    key = jax.random.key(0)
+    np.testing.assert_array_equal(blur(images, 5, blur_steps=5, max_sigma=2.0, rng=key), images)
+    blurred = blur(images, 0, blur_steps=5, max_sigma=2.0, rng=key)
+    assert np.abs(blurred - images).max() > 1e-3
+    # Normalised kernel with edge padding: a constant image stays constant.
+    flat = jnp.full((1, 9, 9, 2), 0.7)
+    np.testing.assert_allclose(ops.gaussian_blur(flat, 1.5, radius=4), flat, atol=1e-6)
+    np.testing.assert_allclose(ops.gaussian_blur(images, 0.0, radius=3), images, atol=1e-7)
+    sigmas = [
+        float(ops.blur_sigma(s, blur_steps=5, max_sigma=2.0, rng=jax.random.key(s)))
+        for s in range(8)
+    ]
+    assert all(0 <= s <= 2 for s in sigmas[:5]) and sigmas[5:] == [0.0, 0.0, 0.0]
+
+
+def test_bad_inputs_raise_value_errors():
+    with pytest.raises(ValueError, match="`output_shape`"):
+        SaliencySampler((0, 12))
+    with pytest.raises(ValueError, match="`grid_shape` must be at least"):
+        SaliencySampler((12, 12), grid_shape=(1, 9))
+    with pytest.raises(ValueError, match="`pad` must be a non-negative integer"):
+        SaliencySampler((12, 12), pad=-1)
+    with pytest.raises(ValueError, match="at most one of `fwhm` and `sigma_fraction`"):
+        SaliencySampler((12, 12), sigma_fraction=1 / 3)
+    with pytest.raises(ValueError, match="`sigma_fraction` must be a positive number"):
+        SaliencySampler((12, 12), fwhm=None, sigma_fraction=-1.0)
+    with pytest.raises(ValueError, match="`fwhm` must be a positive finite number"):
+        SaliencySampler((12, 12), fwhm=0.0)
+    with pytest.raises(ValueError, match="`pad_mode` must be one of"):
+        SaliencySampler((12, 12), pad_mode="wrap")
+    with pytest.raises(ValueError, match="`padding_mode` must be one of"):
+        SaliencySampler((12, 12), padding_mode="reflection")
+    with pytest.raises(ValueError, match="`blur_steps` must be a non-negative integer"):
+        SaliencySampler((12, 12), blur_steps=-1)
+    with pytest.raises(ValueError, match=r"`output_shape` .* is larger than supported"):
+        model = SaliencySampler((12, 20_000), **SMALL)
+        jax.eval_shape(model.init, jax.random.key(0), IMAGES)
+    with pytest.raises(ValueError, match="`images` must have rank 4"):
+        jax.eval_shape(MODEL.init, jax.random.key(0), IMAGES[0])
+    with pytest.raises(ValueError, match="`images` must be a floating-point"):
+        jax.eval_shape(MODEL.init, jax.random.key(0), IMAGES.astype(np.uint8))
+
+    class Flat(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return x.reshape(x.shape[0], -1)
+
+    with pytest.raises(ValueError, match="`saliency_net` must return f\\[B, h, w, F\\]"):
+        jax.eval_shape(
+            SaliencySampler((12, 12), saliency_net=Flat(), **SMALL).init, jax.random.key(0), IMAGES
+        )
+    with pytest.raises(ValueError, match="`blur_steps`"):
+        ops.maybe_blur(jnp.asarray(IMAGES), 0, blur_steps=1.5, max_sigma=1.0, rng=jax.random.key(0))
+    with pytest.raises(ValueError, match="`max_sigma`"):
+        ops.maybe_blur(jnp.asarray(IMAGES), 0, blur_steps=3, max_sigma=-1.0, rng=jax.random.key(0))
