@@ -14,7 +14,15 @@ from tests import reference_saliency_numpy as ref
 # One compilation per configuration (the tests share a busy CPU).
 grid_fn = jax.jit(
     ops.saliency_grid,
-    static_argnames=("output_shape", "pad", "fwhm", "sigma", "pad_mode", "separable"),
+    static_argnames=(
+        "output_shape",
+        "pad",
+        "fwhm",
+        "sigma",
+        "pad_mode",
+        "separable",
+        "implementation",
+    ),
 )
 sample = jax.jit(ops.grid_sample, static_argnames="padding_mode")
 sample_separable = jax.jit(ops.sample_separable, static_argnames="padding_mode")
@@ -57,6 +65,25 @@ def test_separable_grid_matches_numpy_oracle(pad_mode):
     chex.assert_shape([got.x, got.y], [(2, 13), (2, 11)])
     np.testing.assert_allclose(got.x, want_x, atol=1e-5)
     np.testing.assert_allclose(got.y, want_y, atol=1e-5)
+
+
+@pytest.mark.parametrize("separable", [False, True])
+def test_lax_conv_implementation_matches_the_default_matmul(separable):
+    # The Gaussian passes as depthwise lax convolutions (one call per pass, three channels)
+    # or as banded-matrix products (the default, much faster on CPU): the same sums.
+    saliency = _random_saliency(5, (2, 31, 31))
+    conv = grid_fn(saliency, (20, 24), separable=separable, implementation="conv")
+    matmul = grid_fn(saliency, (20, 24), separable=separable)
+    want = ref.saliency_grid(saliency, (20, 24))
+    for got in (conv, matmul):
+        if separable:
+            np.testing.assert_allclose(got.x, conv.x, atol=1e-5)
+        else:
+            np.testing.assert_allclose(got, want, atol=1e-5)
+    jaxpr = str(
+        jax.make_jaxpr(lambda s: ops.saliency_grid(s, (8, 8), implementation="conv"))(saliency)
+    )
+    assert jaxpr.count("conv_general_dilated") == 2 and "feature_group_count=3" in jaxpr
 
 
 def test_default_gaussian_is_the_public_codes_fwhm_13():
@@ -229,6 +256,7 @@ def test_bad_inputs_raise_value_errors():
         (good, {"fwhm": 0.0}, "`fwhm` must be a positive finite number"),
         (good, {"sigma": float("inf")}, "`sigma` must be a positive finite number"),
         (good, {"pad_mode": "wrap"}, "`pad_mode` must be one of"),
+        (good, {"implementation": "fft"}, "`implementation` must be one of"),
     ]
     for saliency, kwargs, message in cases:
         kwargs = {"output_shape": (4, 4), **kwargs}
