@@ -12,13 +12,13 @@ Resume order (the first that applies wins):
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 from resize_jax.train.optim import parse_paths
 from resize_jax.train.state import TrainState

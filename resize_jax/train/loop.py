@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import logging
 import math
 import signal
 import threading
@@ -18,6 +17,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
 from clu import parameter_overview
 from jax.experimental import multihost_utils
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import jax
 import numpy as np
+from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 

@@ -7,7 +7,6 @@ so a run can be plotted with three lines of pandas or read by `resize_jax.report
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from collections.abc import Mapping
@@ -15,6 +14,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
 from clu import metric_writers
 
 METRICS_FILE = "metrics.jsonl"
