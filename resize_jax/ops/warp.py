@@ -8,19 +8,30 @@ convention (x, y in [-1, 1], -1/+1 at the centres of the first/last output pixel
 
 Separable grids (`SeparableGrid`) are inverted exactly: each axis is a monotone piecewise-
 linear map (the saliency grid's coordinate means are non-decreasing; a running maximum guards
-against rounding), inverted with `jnp.interp`. The only error of `unwarp` is then the
-interpolation of the outputs.
+against rounding), inverted with `jnp.interp`. Mapping an inverted coordinate forward again
+returns it to 2e-6 pixel (float32); the only error of `unwarp` is the interpolation of the
+outputs.
 
-General grids are inverted approximately: the separable inverse of the grid's row/column
-means is the starting point, then damped Newton (Levenberg-Marquardt) iterations solve
-`G(o) = p` for every input pixel p, with `G` the bilinear interpolation of the grid and its
-Jacobian from `jax.linearize`. On the saliency grids of the tests (31×31 maps, a strong peak
-or random logits, 64×64 images) the residual `|G(o) - p|` after the default 8 iterations is
-below 1e-3 input pixels, and warp-then-unwarp of a smooth image deviates from it by at most
-~0.02 (values in [0, 1], `tests/test_warp.py`), the same as the exact separable path on a
-grid of the same strength: the residual error is the interpolation of the warped image.
-Input pixels that the grid never reaches (outside the grid's range) map to the nearest
-output border.
+General grids are inverted approximately. A scanline (two-pass) inverse gives the start:
+along every output row invert x, then along the output columns invert the y found there.
+Then damped Newton (Levenberg-Marquardt) iterations solve `G(o) = p` for every input pixel
+p, `G` being the bilinear interpolation of the grid, its Jacobian from `jax.linearize`; a
+slope floor walks points off the grid's clamped (flat) border and a backtracking line search
+(full, half or quarter step) keeps the iteration from cycling between bilinear cells. The
+gradient with respect to the grid comes from the implicit function theorem, not from the
+iterations. Measured in `tests/test_warp.py` (31×31 saliency maps, one with a peak holding
+9% of the mass, one the softmax of N(0, 1.5²) logits; a smooth 64×64 image with values in
+[0.05, 0.95] warped to 48×48 and back; default 4 iterations), on the pixels the warp reaches:
+the residual `|G(o) - p|` is at most 8e-6 pixel (peak) and 7e-4 pixel (random map), against
+4e-3 and 2e-2 pixel for the scanline start alone, and warp-then-unwarp deviates from the
+image by at most 0.0020 (peak) and 0.0024 (random), mean 0.0008, the same as the exact
+separable inverse on separable grids of the same maps (0.0020 and 0.0023): what remains is
+the interpolation of the warped image, not the inversion.
+
+Pixels the warp never reaches: the saliency grid pulls the output's borders inwards, so a
+band of input pixels along the image border (8% and 16% of the pixels in those tests) appears
+nowhere in the warped image. They map to the nearest output border (the inverse is clamped
+to [-1, 1]) and get no gradient; their unwarped values are the border's.
 """
 
 from __future__ import annotations
