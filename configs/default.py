@@ -24,15 +24,22 @@ def get_config(arg=None):
     config.data = data.default_config()
     config.data.name = "small_details"
 
+    config.num_train_steps = 1500
     overrides = {}
     if arg.frontend == "fixed":
         overrides = {"method": arg.method, "antialias": arg.antialias}
+    elif arg.frontend == "saliency":
+        # The saliency network looks at a 64×64 copy; blur pretraining for the first quarter
+        # of training, as in the paper's code.
+        overrides = {
+            "saliency_input_shape": (64, 64),
+            "blur_steps": config.num_train_steps // 4,
+        }
     config.frontend = frontend_section(arg.frontend, (arg.task_size, arg.task_size), **overrides)
     config.model = model_section("small_cnn")
 
     config.batch_size = 64
     config.eval_batch_size = 256
-    config.num_train_steps = 1500
     config.log_every_steps = 50
     config.eval_every_steps = 500
     config.checkpoint_every_steps = 500
@@ -45,6 +52,8 @@ def get_config(arg=None):
         config.batch_size = 32
         config.eval_batch_size = 64
         config.num_train_steps = 30
+        if arg.frontend == "saliency":
+            config.frontend.blur_steps = 8
         config.log_every_steps = 10
         config.eval_every_steps = 0
         config.checkpoint_every_steps = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -33,6 +34,17 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     return result
 
 
+def _optional_simple_type(annotation) -> type | None:
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    names = {part.strip() for part in str(text).split("|")}
+    if "None" not in names and "Optional" not in str(text):
+        return None
+    for kind in (bool, int, float, str):
+        if kind.__name__ in names or f"Optional[{kind.__name__}]" in str(text):
+            return kind
+    return None
+
+
 _NOT_CONFIGURABLE = {"parent", "name", "dtype", "param_dtype", "num_classes"}
 _SIMPLE = (bool, int, float, str, tuple)
 
@@ -58,6 +70,12 @@ def module_section(name: str, factory, **overrides) -> ml_collections.ConfigDict
         default = keywords.get(field.name, field.default)
         if isinstance(default, _SIMPLE) and not isinstance(default, type):
             section[field.name] = default
+        elif default is None:
+            # An optional number or string (`fwhm: float | None = None`) stays overridable
+            # as a typed placeholder; optional modules (`saliency_net`) are not config.
+            kind = _optional_simple_type(field.type)
+            if kind is not None:
+                section[field.name] = config_dict.placeholder(kind)
     section.update(overrides)
     return ml_collections.ConfigDict(section)
 
@@ -83,8 +101,6 @@ def training_defaults() -> ml_collections.ConfigDict:
         weight_decay (kernels only), grad_clip_norm (0 = off), lr_multipliers
         ("frontend/saliency_net:0.1,..."), freeze ("backbone,..."), accumulation_steps.
     """
-    from ml_collections import config_dict
-
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.batch_size = 64

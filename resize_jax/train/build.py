@@ -5,6 +5,8 @@ Every check here runs before anything is compiled, and its error names the confi
 
 from __future__ import annotations
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 
@@ -88,7 +90,13 @@ def validate_config(config, info, num_devices: int) -> None:
         raise ValueError("`config.init_parts` must name the parts to load from `init_from`.")
 
 
-def call_kwargs(config, model):
-    """Step-dependent keyword arguments of the model's `__call__`, or None if there are none."""
-    del config, model  # No front-end needs any yet.
-    return None
+def call_kwargs(model):
+    """`step -> {"step": step}` when the front-end's `__call__` takes the training step (the
+    saliency sampler's blur pretraining), else None."""
+    frontend = getattr(model, "frontend", None)
+    if frontend is None:
+        return None
+    parameters = inspect.signature(type(frontend).__call__).parameters
+    if "step" not in parameters:
+        return None
+    return lambda step: {"step": step}

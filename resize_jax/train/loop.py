@@ -151,7 +151,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
             schedule,
             seed=config.seed,
             frozen=optim.parse_paths(config.optimizer.get("freeze", "")),
-            call_kwargs=build.call_kwargs(config, model),
+            call_kwargs=build.call_kwargs(model),
             accumulation_steps=int(config.optimizer.get("accumulation_steps", 1)),
         ),
         in_shardings=(replicated, batch_sharding),

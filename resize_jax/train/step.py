@@ -57,7 +57,7 @@ def make_train_step(
                 batch["image"],
                 train=True,
                 mutable=["batch_stats"],
-                rngs={"dropout": rng, "sampler": jax.random.fold_in(rng, 1)},
+                rngs={"dropout": rng, "blur": jax.random.fold_in(rng, 1)},
                 **extra,
             )
             loss, metrics = task.loss(outputs, aux, batch)

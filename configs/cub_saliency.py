@@ -1,0 +1,69 @@
+"""The saliency sampler with a ResNet-50 task network on CUB-200-2011 (Recasens et al. 2018):
+high-resolution input, the sampler zooms into the bird.
+
+  python train.py --config configs/cub_saliency.py --workdir runs/cub_saliency
+  python train.py --config configs/cub_saliency.py:frontend=fixed --workdir runs/cub_fixed
+
+As in the paper: the saliency network sees a 224×224 copy of the 512×512 input and predicts a
+31×31 map; the task network gets 224×224 samples; the saliency network learns at a tenth of
+the learning rate; the sampled image is blurred during the first quarter of training so the
+sampler learns to zoom before the task network relies on fine detail. (The paper's saliency
+network is an ImageNet-pretrained ResNet-18 trunk; pass `saliency_net=` in code to use one.)
+`caltech_birds2011` must be prepared for TFDS. `runlocal` swaps in `small_details`.
+"""
+
+from resize_jax import data
+from resize_jax.config_args import frontend_section, model_section, parse_arg, training_defaults
+
+
+def get_config(arg=None):
+    arg = parse_arg(arg, frontend="saliency", runlocal=False)
+    config = training_defaults()
+    config.data = data.default_config()
+    config.data.name = "caltech_birds2011"
+    config.data.train_split = "train"
+    config.data.eval_split = "test"
+    config.data.image_size = (512, 512)
+    config.data.augment = True
+
+    config.num_train_steps = 20_000
+    overrides = {}
+    if arg.frontend == "saliency":
+        overrides = {
+            "saliency_input_shape": (224, 224),
+            "grid_shape": (31, 31),
+            "blur_steps": config.num_train_steps // 4,
+        }
+    config.frontend = frontend_section(arg.frontend, (224, 224), **overrides)
+    config.model = model_section("resnet50")
+
+    config.batch_size = 64
+    config.eval_batch_size = 128
+    config.optimizer.name = "sgd"
+    config.optimizer.momentum = 0.9
+    config.optimizer.learning_rate = 0.01
+    config.optimizer.warmup_steps = 500
+    config.optimizer.weight_decay = 1e-4
+    if arg.frontend == "saliency":
+        config.optimizer.lr_multipliers = "frontend/saliency_net:0.1"
+    config.log_every_steps = 50
+    config.eval_every_steps = 2000
+    config.checkpoint_every_steps = 1000
+
+    if arg.runlocal:
+        config.data.name = "small_details"
+        config.data.train_split, config.data.eval_split = "train", "test"
+        config.data.image_size = (64, 64)
+        config.data.augment = False
+        config.frontend.output_shape = (32, 32)
+        if arg.frontend == "saliency":
+            config.frontend.saliency_input_shape = (32, 32)
+            config.frontend.blur_steps = 2
+        config.batch_size = 16
+        config.eval_batch_size = 64
+        config.num_train_steps = 4
+        config.optimizer.warmup_steps = 1
+        config.log_every_steps = 2
+        config.eval_every_steps = 0
+        config.checkpoint_every_steps = 0
+    return config

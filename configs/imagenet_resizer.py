@@ -1,0 +1,89 @@
+"""The learned-resizer paper's ImageNet setting (Talebi & Milanfar 2021): 448 → 224.
+
+  python train.py --config configs/imagenet_resizer.py:backbone=resnet50,frontend=learned \\
+      --workdir runs/in_r50_learned --config.data.data_dir=/path/to/tensorflow_datasets
+  # Baselines: the same backbone behind a bilinear resize to 224 ...
+  python train.py --config configs/imagenet_resizer.py:backbone=resnet50,frontend=fixed \\
+      --workdir runs/in_r50_fixed
+  # ... and behind a bilinear resize to the size of comparable FLOPs:
+  python train.py \\
+      --config configs/imagenet_resizer.py:backbone=resnet50,frontend=fixed,comparable_flops \\
+      --workdir runs/in_r50_flops
+  # Two stages (paper): train the baseline, then add the resizer and fine-tune both:
+  python train.py --config configs/imagenet_resizer.py:backbone=resnet50,frontend=learned \\
+      --workdir runs/in_r50_stage2 --config.init_from=runs/in_r50_fixed \\
+      --config.init_parts=backbone
+
+ImageNet must be prepared for TFDS beforehand (manual download; see `resize_jax.data`).
+`runlocal` swaps in the generated `small_details` set at 64 → 32 and a few steps, to check
+the whole path on a CPU.
+"""
+
+from resize_jax import data
+from resize_jax.config_args import frontend_section, model_section, parse_arg, training_defaults
+
+# The fixed input side whose total FLOPs come closest to the learned 448→224 pairing, from
+# `python -m resize_jax.models.summary` (XLA cost analysis; see the README's table).
+COMPARABLE_FLOPS_SIZE = {
+    "densenet121": 293,
+    "efficientnet_b0": 496,
+    "inception_v2": 309,
+    "mobilenet_v2": 544,
+    "resnet18": 317,
+    "resnet50": 269,
+}
+
+
+def get_config(arg=None):
+    arg = parse_arg(
+        arg, backbone="resnet50", frontend="learned", comparable_flops=False, runlocal=False
+    )
+    config = training_defaults()
+    config.data = data.default_config()
+    config.data.name = "imagenet2012"
+    config.data.train_split = "train"
+    config.data.eval_split = "validation"
+    config.data.image_size = (448, 448)
+    config.data.augment = True
+
+    task_side = 224
+    if arg.comparable_flops:
+        if arg.frontend != "fixed":
+            raise ValueError("`comparable_flops` is a baseline of the fixed front-end.")
+        task_side = COMPARABLE_FLOPS_SIZE[arg.backbone]
+    config.frontend = frontend_section(arg.frontend, (task_side, task_side))
+    config.model = model_section(arg.backbone)
+    config.task.label_smoothing = 0.1
+
+    # SGD + momentum, linear warmup and cosine decay, the usual ImageNet recipe for these
+    # backbones; the learning rate follows the global batch (0.1 per 256).
+    config.batch_size = 1024
+    config.eval_batch_size = 1024
+    num_epochs, train_examples = 90, 1_281_167
+    steps_per_epoch = train_examples // config.batch_size
+    config.num_train_steps = num_epochs * steps_per_epoch
+    config.optimizer.name = "sgd"
+    config.optimizer.momentum = 0.9
+    config.optimizer.nesterov = True
+    config.optimizer.learning_rate = 0.1 * config.batch_size / 256
+    config.optimizer.warmup_steps = 5 * steps_per_epoch
+    config.optimizer.weight_decay = 5e-5
+    config.log_every_steps = 100
+    config.eval_every_steps = steps_per_epoch
+    config.checkpoint_every_steps = 1000
+
+    if arg.runlocal:
+        config.data.name = "small_details"
+        config.data.train_split, config.data.eval_split = "train", "test"
+        config.data.image_size = (64, 64)
+        config.data.augment = False
+        config.frontend.output_shape = (32, 32)
+        config.batch_size = 16
+        config.eval_batch_size = 64
+        config.num_train_steps = 4
+        config.optimizer.learning_rate = 0.01
+        config.optimizer.warmup_steps = 1
+        config.log_every_steps = 2
+        config.eval_every_steps = 0
+        config.checkpoint_every_steps = 0
+    return config
