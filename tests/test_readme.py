@@ -19,3 +19,10 @@ def test_usage_example_runs():
     assert blocks, "README has no python block under ## Usage"
     for block in blocks:
         exec(compile(block, str(README), "exec"), {})
+
+
+def test_saliency_sampler_example_runs():
+    blocks = _python_blocks("Saliency sampler")
+    assert blocks, "README has no python block under ## Saliency sampler"
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), {})
