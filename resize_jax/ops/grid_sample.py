@@ -21,6 +21,9 @@ scatter-add, which is only computed when the images need a gradient.
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -119,7 +122,7 @@ def grid_sample(
     check_images(images)
     check_grid(grid)
     check_choice(padding_mode, "padding_mode", PADDING_MODES)
-    batch, height, width, channels = images.shape
+    batch, height, width, _ = images.shape
     if grid.shape[0] != batch:
         raise ValueError(
             f"`grid` must have the batch size of `images` ({batch}), got shape {tuple(grid.shape)}."
@@ -129,6 +132,14 @@ def grid_sample(
             f"`images` of {height}×{width} pixels is larger than supported (the flat int32 "
             f"pixel index allows fewer than 2**31 pixels per image)."
         )
+    return _grid_sample(images, grid, padding_mode)
+
+
+# Jitted apart from the checks: an eager call compiles once instead of op by op; inside an
+# outer jit it is inlined.
+@functools.partial(jax.jit, static_argnames="padding_mode")
+def _grid_sample(images: jnp.ndarray, grid: jnp.ndarray, padding_mode: str) -> jnp.ndarray:
+    batch, height, width, channels = images.shape
     _, out_h, out_w, _ = grid.shape
     dtype = images.dtype
     coords = grid.astype(jnp.promote_types(grid.dtype, jnp.float32))

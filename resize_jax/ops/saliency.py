@@ -274,8 +274,23 @@ def saliency_grid(
     _check_saliency(saliency)
     out_h, out_w = _check_arguments(output_shape, pad, pad_mode)
     check_choice(implementation, "implementation", IMPLEMENTATIONS)
-    kernel = gaussian_kernel_1d(2 * int(pad) + 1, sigma=resolve_sigma(fwhm, sigma))
-    pad = int(pad)
+    return _saliency_grid(
+        saliency,
+        (out_h, out_w),
+        int(pad),
+        resolve_sigma(fwhm, sigma),
+        pad_mode,
+        bool(separable),
+        implementation,
+    )
+
+
+# Jitted apart from the checks (which need concrete values): an eager call compiles once
+# instead of op by op; inside an outer jit it is inlined.
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
+def _saliency_grid(saliency, output_shape, pad, sigma, pad_mode, separable, implementation):
+    out_h, out_w = output_shape
+    kernel = gaussian_kernel_1d(2 * pad + 1, sigma=sigma)
     dtype = jnp.promote_types(saliency.dtype, jnp.float32)
     values = saliency.astype(dtype)
     _, g_h, g_w = values.shape
@@ -371,12 +386,18 @@ def sample_separable(
     check_images(images)
     check_separable_grid(sep_grid)
     check_choice(padding_mode, "padding_mode", PADDING_MODES)
-    batch, height, width, _ = images.shape
+    batch = images.shape[0]
     if sep_grid.x.shape[0] != batch:
         raise ValueError(
             f"`sep_grid` must have the batch size of `images` ({batch}), got x of shape "
             f"{tuple(sep_grid.x.shape)}."
         )
+    return _sample_separable(images, sep_grid, padding_mode)
+
+
+@functools.partial(jax.jit, static_argnames="padding_mode")
+def _sample_separable(images, sep_grid: SeparableGrid, padding_mode: str) -> jnp.ndarray:
+    _, height, width, _ = images.shape
     out_w, out_h = sep_grid.x.shape[1], sep_grid.y.shape[1]
     dtype = images.dtype
     rows = interpolation_weights(sep_grid.y, height, padding_mode, dtype)

@@ -135,7 +135,7 @@ def invert_grid(grid, input_shape: tuple[int, int], *, iterations: int = 4):
     check_grid(grid)
     iterations = _check_iterations(iterations)
     grid = grid.astype(jnp.promote_types(grid.dtype, jnp.float32))
-    return _invert_dense(grid, height, width, iterations)
+    return _invert_dense_jit(grid, height, width, iterations)
 
 
 def _jacobian(grid: jnp.ndarray, where: jnp.ndarray):
@@ -227,6 +227,8 @@ def _invert_dense_bwd(height, width, iterations, residuals, cotangent):
 
 
 _invert_dense.defvjp(_invert_dense_fwd, _invert_dense_bwd)
+# An eager call compiles once instead of op by op; inside an outer jit it is inlined.
+_invert_dense_jit = jax.jit(_invert_dense, static_argnums=(1, 2, 3))
 
 
 def unwarp(outputs: jnp.ndarray, grid, input_shape: tuple[int, int], *, iterations: int = 4):
