@@ -1,0 +1,15 @@
+"""Datasets generated locally as TFDS builders: nothing to download, deterministic.
+
+Importing this package registers them with TFDS, so `tfds.builder("small_details")` works;
+`resize_jax.data` builds them in `data_dir` on first use.
+
+- `small_details`: classification decided by one-pixel dots that a 4× bilinear resize skips.
+- `small_objects`: segmentation of objects a few pixels wide.
+- `synthetic_ava`: AVA-format image quality; rating histograms follow the image's blur.
+"""
+
+from resize_jax.data.generated.small_details import SmallDetails
+from resize_jax.data.generated.small_objects import SmallObjects
+from resize_jax.data.generated.synthetic_ava import SyntheticAva
+
+__all__ = ["SmallDetails", "SmallObjects", "SyntheticAva"]
