@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from resize_jax import SaliencySampler, get_frontend, ops
 
@@ -219,3 +221,29 @@ def test_bad_inputs_raise_value_errors():
         ops.maybe_blur(jnp.asarray(IMAGES), 0, blur_steps=1.5, max_sigma=1.0, rng=jax.random.key(0))
     with pytest.raises(ValueError, match="`max_sigma`"):
         ops.maybe_blur(jnp.asarray(IMAGES), 0, blur_steps=3, max_sigma=-1.0, rng=jax.random.key(0))
+
+
+@pytest.mark.skipif(jax.device_count() < 2, reason="needs several (fake) devices")
+def test_batch_sharded_over_a_data_mesh(variables):
+    # The layout of resize_jax.train: batch split over "data", parameters replicated.
+    mesh = Mesh(np.asarray(jax.devices()), ("data",))
+    images = np.concatenate([IMAGES] * (jax.device_count() // 2))
+    sharded = jax.device_put(images, NamedSharding(mesh, P("data")))
+    params = jax.device_put(variables, NamedSharding(mesh, P()))
+    out, aux = APPLY(params, sharded)
+    assert out.sharding.spec[0] == "data"
+    reference, _ = APPLY(variables, images)
+    np.testing.assert_allclose(out, reference, atol=1e-5)
+    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(MODEL.apply(p, x)[0] ** 2)))
+    np.testing.assert_allclose(
+        jax.tree.leaves(grad(params, sharded))[0],
+        jax.tree.leaves(grad(variables, images))[0],
+        rtol=1e-4,
+        atol=1e-6,
+    )
+    unwarp = jax.jit(ops.unwarp, static_argnums=2)
+    np.testing.assert_allclose(
+        unwarp(out, aux["grid"], (40, 48)),
+        unwarp(np.asarray(out), np.asarray(aux["grid"]), (40, 48)),
+        atol=1e-5,
+    )

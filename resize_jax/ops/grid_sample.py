@@ -136,22 +136,25 @@ def grid_sample(
 
 
 # Jitted apart from the checks: an eager call compiles once instead of op by op; inside an
-# outer jit it is inlined.
+# outer jit it is inlined. Vmapped over the batch, so a batch axis sharded over devices
+# (explicit sharding) never enters the reshapes.
 @functools.partial(jax.jit, static_argnames="padding_mode")
 def _grid_sample(images: jnp.ndarray, grid: jnp.ndarray, padding_mode: str) -> jnp.ndarray:
-    batch, height, width, channels = images.shape
-    _, out_h, out_w, _ = grid.shape
-    dtype = images.dtype
+    return jax.vmap(functools.partial(_sample_one, padding_mode=padding_mode))(images, grid)
+
+
+def _sample_one(image: jnp.ndarray, grid: jnp.ndarray, padding_mode: str) -> jnp.ndarray:
+    """image: f[H, W, C], grid: f[h, w, 2] → f[h, w, C]."""
+    height, width, channels = image.shape
+    dtype = image.dtype
     coords = grid.astype(jnp.promote_types(grid.dtype, jnp.float32))
     x0, x1, wx0, wx1 = linear_taps(coords[..., 0], width, padding_mode)
     y0, y1, wy0, wy1 = linear_taps(coords[..., 1], height, padding_mode)
-    flat = images.reshape(batch, height * width, channels)
+    flat = image.reshape(height * width, channels)
 
     def corner(yi, xi):
-        index = (yi * width + xi).reshape(batch, out_h * out_w, 1)
         # Indices are in range by construction: skip the bounds handling.
-        values = jnp.take_along_axis(flat, index, axis=1, mode="promise_in_bounds")
-        return values.reshape(batch, out_h, out_w, channels)
+        return flat.at[yi * width + xi].get(mode="promise_in_bounds")
 
     def weight(w):
         return w.astype(dtype)[..., None]

@@ -204,10 +204,10 @@ def _gaussian_mean(stacked: jnp.ndarray, kernel: np.ndarray, implementation: str
 
 
 def _pad(values: jnp.ndarray, pad: int, pad_mode: str, ndim: int) -> jnp.ndarray:
+    """Pads the `ndim` spatial axes of f[B, *cells]."""
     widths = ((0, 0),) + ((pad, pad),) * ndim
-    if pad_mode == "constant":
-        return jnp.pad(values, widths, mode="constant", constant_values=0)
-    return jnp.pad(values, widths, mode=pad_mode)
+    kwargs = {"constant_values": 0} if pad_mode == "constant" else {}
+    return jnp.pad(values, widths, mode=pad_mode, **kwargs)
 
 
 def _coordinates(cells: int, pad: int) -> np.ndarray:
@@ -288,7 +288,14 @@ def saliency_grid(
 # Jitted apart from the checks (which need concrete values): an eager call compiles once
 # instead of op by op; inside an outer jit it is inlined.
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
-def _saliency_grid(saliency, output_shape, pad, sigma, pad_mode, separable, implementation):
+def _saliency_grid(saliency, *static):
+    # Vmapped over the batch: the helpers below see a batch of one, so a batch axis sharded
+    # over devices (explicit sharding) never enters their pads, products and reshapes.
+    one = functools.partial(_saliency_grid_batch, *static)
+    return jax.vmap(lambda s: jax.tree.map(lambda a: a[0], one(s[None])))(saliency)
+
+
+def _saliency_grid_batch(output_shape, pad, sigma, pad_mode, separable, implementation, saliency):
     out_h, out_w = output_shape
     kernel = gaussian_kernel_1d(2 * pad + 1, sigma=sigma)
     dtype = jnp.promote_types(saliency.dtype, jnp.float32)
@@ -355,7 +362,7 @@ def separable_to_grid(sep_grid: SeparableGrid) -> jnp.ndarray:
 
 
 def interpolation_weights(coords: jnp.ndarray, n: int, padding_mode: str, dtype) -> jnp.ndarray:
-    """Bilinear weights f[B, m, n] of `coords: f[B, m]` (grid convention) over `n` pixels."""
+    """Bilinear weights f[..., m, n] of `coords: f[..., m]` (grid convention) over `n` pixels."""
     i0, i1, w0, w1 = linear_taps(
         coords.astype(jnp.promote_types(coords.dtype, jnp.float32)), n, padding_mode
     )
@@ -397,17 +404,22 @@ def sample_separable(
 
 @functools.partial(jax.jit, static_argnames="padding_mode")
 def _sample_separable(images, sep_grid: SeparableGrid, padding_mode: str) -> jnp.ndarray:
-    _, height, width, _ = images.shape
-    out_w, out_h = sep_grid.x.shape[1], sep_grid.y.shape[1]
-    dtype = images.dtype
-    rows = interpolation_weights(sep_grid.y, height, padding_mode, dtype)
-    cols = interpolation_weights(sep_grid.x, width, padding_mode, dtype)
+    # Vmapped over the batch (a sharded batch axis never enters the products' layouts).
+    return jax.vmap(functools.partial(_sample_separable_one, padding_mode=padding_mode))(
+        images, sep_grid.x, sep_grid.y
+    )
+
+
+def _sample_separable_one(image, x, y, padding_mode: str) -> jnp.ndarray:
+    """image: f[H, W, C], x: f[out_w], y: f[out_h] → f[out_h, out_w, C]."""
+    height, width, _ = image.shape
+    out_w, out_h = x.shape[0], y.shape[0]
+    rows = interpolation_weights(y, height, padding_mode, image.dtype)
+    cols = interpolation_weights(x, width, padding_mode, image.dtype)
     hi = lax.Precision.HIGHEST
-    if (
-        out_h * height * width + out_h * width * out_w
-        <= out_w * width * height + out_w * height * out_h
-    ):
-        out = jnp.einsum("boh,bhwc->bowc", rows, images, precision=hi)
-        return jnp.einsum("bpw,bowc->bopc", cols, out, precision=hi)
-    out = jnp.einsum("bpw,bhwc->bhpc", cols, images, precision=hi)
-    return jnp.einsum("boh,bhpc->bopc", rows, out, precision=hi)
+    # The cheaper contraction order, from the static shapes.
+    if out_h * width * (height + out_w) <= out_w * height * (width + out_h):
+        out = jnp.einsum("oh,hwc->owc", rows, image, precision=hi)
+        return jnp.einsum("pw,owc->opc", cols, out, precision=hi)
+    out = jnp.einsum("pw,hwc->hpc", cols, image, precision=hi)
+    return jnp.einsum("oh,hpc->opc", rows, out, precision=hi)

@@ -8,7 +8,7 @@ convention (x, y in [-1, 1], -1/+1 at the centres of the first/last output pixel
 
 Separable grids (`SeparableGrid`) are inverted exactly: each axis is a monotone piecewise-
 linear map (the saliency grid's coordinate means are non-decreasing; a running maximum guards
-against rounding), inverted with `jnp.interp`. Mapping an inverted coordinate forward again
+against rounding), inverted by linear interpolation. Mapping an inverted coordinate forward again
 returns it to 2e-6 pixel (float32); the only error of `unwarp` is the interpolation of the
 outputs.
 
@@ -93,11 +93,11 @@ def _two_pass_inverse(grid: jnp.ndarray, height: int, width: int) -> jnp.ndarray
     cols, rows = _linspace(out_w, dtype), _linspace(out_h, dtype)
     # Pass 1, per output row: f[B, h, W].
     col_of = _interp(_linspace(width, dtype), grid[..., 0], cols)
-    y_at = jax.vmap(jax.vmap(jnp.interp, (0, None, 0)), (0, None, 0))(col_of, cols, grid[..., 1])
+    y_at = _interp(col_of, jnp.broadcast_to(cols, grid.shape[:-1]), grid[..., 1])
     # Pass 2, per input column: f[B, W, H].
     col_of, y_at = jnp.swapaxes(col_of, 1, 2), jnp.swapaxes(y_at, 1, 2)
     row = _interp(_linspace(height, dtype), y_at, rows)
-    col = jax.vmap(jax.vmap(jnp.interp, (0, None, 0)), (0, None, 0))(row, rows, col_of)
+    col = _interp(row, jnp.broadcast_to(rows, col_of.shape), col_of)
     return jnp.stack([jnp.swapaxes(col, 1, 2), jnp.swapaxes(row, 1, 2)], axis=-1)
 
 
@@ -131,7 +131,7 @@ def invert_grid(grid, input_shape: tuple[int, int], *, iterations: int = 4):
     height, width = check_size_pair(input_shape, "input_shape")
     if isinstance(grid, SeparableGrid):
         check_separable_grid(grid, "grid")
-        return SeparableGrid(x=_invert_monotone(grid.x, width), y=_invert_monotone(grid.y, height))
+        return _invert_separable_jit(grid, height, width)
     check_grid(grid)
     iterations = _check_iterations(iterations)
     grid = grid.astype(jnp.promote_types(grid.dtype, jnp.float32))
@@ -227,8 +227,23 @@ def _invert_dense_bwd(height, width, iterations, residuals, cotangent):
 
 
 _invert_dense.defvjp(_invert_dense_fwd, _invert_dense_bwd)
-# An eager call compiles once instead of op by op; inside an outer jit it is inlined.
-_invert_dense_jit = jax.jit(_invert_dense, static_argnums=(1, 2, 3))
+
+
+# Jitted (an eager call compiles once instead of op by op; inside an outer jit it is
+# inlined) and vmapped over the batch, so a batch axis sharded over devices (explicit
+# sharding) never enters the broadcasts and reshapes of a batch of one.
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _invert_dense_jit(grid, height, width, iterations):
+    return jax.vmap(lambda g: _invert_dense(g[None], height, width, iterations)[0])(grid)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _invert_separable_jit(grid: SeparableGrid, height: int, width: int) -> SeparableGrid:
+    def one(x, y):
+        return _invert_monotone(x[None], width)[0], _invert_monotone(y[None], height)[0]
+
+    x, y = jax.vmap(one)(grid.x, grid.y)
+    return SeparableGrid(x=x, y=y)
 
 
 def unwarp(outputs: jnp.ndarray, grid, input_shape: tuple[int, int], *, iterations: int = 4):
