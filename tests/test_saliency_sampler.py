@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+from scipy import ndimage
 
 from resize_jax import SaliencySampler, get_frontend, ops
 
@@ -174,6 +175,11 @@ def test_maybe_blur_pure_function():
     flat = jnp.full((1, 9, 9, 2), 0.7)
     np.testing.assert_allclose(ops.gaussian_blur(flat, 1.5, radius=4), flat, atol=1e-6)
     np.testing.assert_allclose(ops.gaussian_blur(images, 0.0, radius=3), images, atol=1e-7)
+    # A truncated, normalised Gaussian with edge replication: SciPy's gaussian_filter.
+    want = ndimage.gaussian_filter(
+        IMAGES.astype(np.float64), sigma=(0, 1.5, 1.5, 0), mode="nearest", truncate=4 / 1.5
+    )
+    np.testing.assert_allclose(ops.gaussian_blur(images, 1.5, radius=4), want, atol=1e-5)
     sigmas = [
         float(ops.blur_sigma(s, blur_steps=5, max_sigma=2.0, rng=jax.random.key(s)))
         for s in range(8)

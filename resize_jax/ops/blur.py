@@ -17,6 +17,7 @@ import numbers
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from resize_jax.ops.checks import check_images
@@ -62,17 +63,24 @@ def gaussian_blur(images: jnp.ndarray, sigma, *, radius: int) -> jnp.ndarray:
     # σ = 0 would divide by zero: the limit is the unit impulse.
     safe = jnp.where(sigma > 0, sigma, 1.0)
     taps = jnp.where(sigma > 0, jnp.exp(-0.5 * jnp.square(offsets / safe)), offsets == 0)
-    taps = (taps / taps.sum()).astype(dtype)
-    channels = images.shape[-1]
-    padded = jnp.pad(images, ((0, 0), (radius, radius), (radius, radius), (0, 0)), mode="edge")
-    numbers_ = ("NHWC", "HWIO", "NHWC")
-    out = padded
-    for shape in ((2 * radius + 1, 1), (1, 2 * radius + 1)):
-        kernel = jnp.broadcast_to(taps.reshape(*shape, 1, 1), (*shape, 1, channels))
-        out = lax.conv_general_dilated(
-            out, kernel, (1, 1), "VALID", dimension_numbers=numbers_, feature_group_count=channels
-        )
-    return out
+    taps = taps / taps.sum()
+    hi = lax.Precision.HIGHEST
+    _, height, width, _ = images.shape
+    rows, cols = _blur_matrix(taps, height, radius, dtype), _blur_matrix(taps, width, radius, dtype)
+    out = jnp.einsum("ih,bhwc->biwc", rows, images, precision=hi)
+    return jnp.einsum("jw,biwc->bijc", cols, out, precision=hi)
+
+
+def _blur_matrix(taps: jnp.ndarray, n: int, radius: int, dtype) -> jnp.ndarray:
+    """The 1-D blur with edge replication as a matrix f[n, n] (row i: output pixel i).
+
+    A matrix product rather than a depthwise convolution: XLA:CPU runs the latter ~20×
+    slower (600 ms against ~30 ms for 16×224×224×3, radius 9, CPU time).
+    """
+    # Tap t of output pixel i reads pixel clip(i + t - radius): edge replication.
+    source = np.clip(np.arange(n)[:, None] + np.arange(-radius, radius + 1)[None, :], 0, n - 1)
+    hits = jnp.asarray(source)[:, :, None] == jnp.arange(n)[None, None, :]
+    return jnp.sum(jnp.where(hits, taps[None, :, None], 0.0), axis=1).astype(dtype)
 
 
 def maybe_blur(images, step, *, blur_steps: int, max_sigma: float, rng) -> jnp.ndarray:

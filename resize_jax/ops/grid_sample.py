@@ -12,8 +12,9 @@ image exactly, and sampling an image on the uniform grid `linspace(-1, 1, m)` is
 with align-corners semantics (sample `o` at input position `o * (n - 1) / (m - 1)`), which
 is *not* the half-pixel-centre `resize_jax.ops.resize`.
 
-Implementation: the four neighbours of every sample are read with `take_along_axis` on the
-image flattened to `[B, H*W, C]` (one gather per corner), then mixed with bilinear weights.
+Implementation: per image (vmapped over the batch), the four neighbours of every sample are
+read from the image flattened to `[H*W, C]` (one gather per corner), then mixed with bilinear
+weights.
 Autodiff then gives the gradient with respect to the grid from the gathered corners alone
 (no scatter), and the gradient with respect to the images as the gather's transpose, a
 scatter-add, which is only computed when the images need a gradient.

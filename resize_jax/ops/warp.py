@@ -32,6 +32,11 @@ Pixels the warp never reaches: the saliency grid pulls the output's borders inwa
 band of input pixels along the image border (8% and 16% of the pixels in those tests) appears
 nowhere in the warped image. They map to the nearest output border (the inverse is clamped
 to [-1, 1]) and get no gradient; their unwarped values are the border's.
+
+Sharding: a batch split over a mesh axis works with the default (Auto) axis types, as
+`resize_jax.train` builds its mesh; with Explicit axis types (`jax.make_mesh`'s default in
+recent JAX) `jnp.interp` vmapped over the sharded batch fails inside JAX, so pass replicated
+arrays to `invert_grid`/`unwarp` there.
 """
 
 from __future__ import annotations
