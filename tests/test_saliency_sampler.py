@@ -253,3 +253,16 @@ def test_batch_sharded_over_a_data_mesh(variables):
         unwarp(np.asarray(out), np.asarray(aux["grid"]), (40, 48)),
         atol=1e-5,
     )
+
+
+def test_the_saliency_network_sees_an_area_average():
+    from resize_jax.frontends.saliency import _low_resolution
+
+    low = jax.jit(_low_resolution, static_argnums=1)
+    # Divisible sizes: exactly the mean of the blocks (the paper's AdaptiveAvgPool2d).
+    blocks = IMAGES[:, :40, :48].reshape(2, 10, 4, 12, 4, 3).mean(axis=(2, 4))
+    np.testing.assert_allclose(low(IMAGES, (10, 12)), blocks, atol=1e-6)
+    # Otherwise a block mean then an antialiased resize: constants stay constant.
+    flat = np.full((1, 53, 61, 2), 0.3, np.float32)
+    np.testing.assert_allclose(low(flat, (14, 9)), 0.3, atol=1e-6)
+    chex.assert_shape(low(IMAGES, (7, 30)), (2, 7, 30, 3))
