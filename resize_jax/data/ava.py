@@ -100,7 +100,7 @@ class AvaSource(files.ListSource):
             raise ValueError(f"`image_dir`={image_dir!r} is not a directory (AVA images).")
         paths = [os.path.join(image_dir, f"{r.image_id}.jpg") for r in ratings]
         headers = files.image_headers(paths)
-        files.log_skipped([p for p, h in zip(paths, headers) if h is None], image_dir)
+        files.log_skipped([p for p, h in zip(paths, headers, strict=True) if h is None], image_dir)
         keep = [i for i, h in enumerate(headers) if h is not None]
         if not keep:
             raise ValueError(

@@ -35,7 +35,7 @@ def _header(path: str) -> tuple[int, int, str] | None:
             size, mode = image.size, image.mode
             image.verify()
         return size[1], size[0], mode
-    except Exception:  # noqa: BLE001  (any failure means "unreadable": PIL raises many types)
+    except Exception:  # Any failure means "unreadable": PIL raises many types.
         return None
 
 

@@ -61,7 +61,9 @@ class ImageFolderSource(files.ListSource):
         for split in sorted(builder.info.splits):
             paths, labels = _list_split(builder, split)
             sizes = files.image_headers(paths)
-            files.log_skipped([p for p, s in zip(paths, sizes) if s is None], f"{root}/{split}")
+            files.log_skipped(
+                [p for p, s in zip(paths, sizes, strict=True) if s is None], f"{root}/{split}"
+            )
             keep = [i for i, s in enumerate(sizes) if s is not None]
             examples[split] = ([paths[i] for i in keep], [labels[i] for i in keep])
         for split in sorted(os.listdir(root)):
@@ -125,7 +127,7 @@ def _pair_split(split_dir: str) -> tuple[list[str], list[str]]:
     image_headers = files.image_headers(image_paths)
     mask_headers = files.image_headers(mask_paths)
     keep, skipped = [], []
-    for i, (isize, msize) in enumerate(zip(image_headers, mask_headers)):
+    for i, (isize, msize) in enumerate(zip(image_headers, mask_headers, strict=True)):
         if isize is None or msize is None:
             skipped.append(image_paths[i] if isize is None else mask_paths[i])
         elif msize[2] != "L":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Iterator
 
 import jax
@@ -25,10 +26,26 @@ from resize_jax.data import base, preprocess
 from resize_jax.data.config import Resolved, resolve
 
 
+def _fingerprint(r: Resolved) -> tuple:
+    """Modification times of a file source's directories (and ratings file), so the cached
+    scan is redone when files are added, removed or renamed there."""
+    paths = []
+    root = os.path.expanduser(r.root or "")
+    if r.spec.kind in ("folder", "segmentation_folder") and os.path.isdir(root):
+        for top, dirs, _ in os.walk(root):
+            paths.append(top)
+            if top.count(os.sep) - root.rstrip(os.sep).count(os.sep) >= 2:
+                dirs.clear()  # root/<split>/<label or images|masks>: deep enough
+    elif r.spec.kind == "ava":
+        paths = [p for p in (r.ratings_file, r.image_dir) if p and os.path.exists(p)]
+    return tuple((p, os.stat(p).st_mtime_ns) for p in paths)
+
+
 @functools.lru_cache(maxsize=16)
-def _make_source(r: Resolved) -> base.Source:
+def _make_source(r: Resolved, fingerprint: tuple) -> base.Source:
     # Cached so get_info, train_iterator and eval_iterator scan a folder (or open a TFDS
-    # builder) once per process.
+    # builder) once per process, unless the fingerprint says the files changed.
+    del fingerprint  # Only part of the cache key.
     base.hide_accelerators_from_tf()
     kind = r.spec.kind
     if kind in ("tfds", "generated"):
@@ -62,7 +79,7 @@ def _make_source(r: Resolved) -> base.Source:
 
 def _source(config) -> tuple[Resolved, base.Source]:
     r = resolve(config)
-    source = _make_source(r)
+    source = _make_source(r, _fingerprint(r))
     if source.task != r.task:
         raise ValueError(
             f"`task`={r.task!r} does not match dataset {r.name!r}, which is {source.task!r}."

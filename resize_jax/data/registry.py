@@ -46,7 +46,10 @@ _GENERATED = dict(kind="generated", image_size=(128, 128), augment="flip", eval_
 
 SPECS: dict[str, Spec] = {
     "folder": Spec(kind="folder"),
-    "segmentation_folder": Spec(kind="segmentation_folder", task="segmentation"),
+    # Segmentation scores every pixel, so its eval view is the whole image (no central crop).
+    "segmentation_folder": Spec(
+        kind="segmentation_folder", task="segmentation", eval_crop_fraction=1.0
+    ),
     "ava": Spec(
         kind="ava",
         task="image_quality",

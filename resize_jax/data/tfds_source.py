@@ -77,14 +77,21 @@ class TfdsSource(base.Source):
                     f"`{field}`={key!r} is not a feature of TFDS dataset {name!r}; its "
                     f"features are {sorted(features)}."
                 )
+        label = features[label_key]
+        expected = {
+            "classification": (tfds.features.ClassLabel, "a ClassLabel"),
+            "segmentation": (tfds.features.Image, "an Image (the mask)"),
+            "image_quality": (tfds.features.Tensor, "a Tensor of 10 rating counts"),
+        }[task]
+        if not isinstance(label, expected[0]) or (
+            task == "image_quality" and tuple(label.shape) != (base.AVA_BINS,)
+        ):
+            raise ValueError(
+                f"`label_key`={label_key!r} of TFDS dataset {name!r} is {label!r}, but task "
+                f"{task!r} needs {expected[1]}: set `task` and `label_key` to match the data."
+            )
         self.class_names = None
         if task == "classification":
-            label = features[label_key]
-            if not isinstance(label, tfds.features.ClassLabel):
-                raise ValueError(
-                    f"`label_key`={label_key!r} of {name!r} is a {type(label).__name__}, not "
-                    f"a ClassLabel: set `task` to the dataset's task."
-                )
             self.num_classes = label.num_classes
             self.class_names = tuple(label.names)
         elif task == "segmentation":
@@ -105,9 +112,14 @@ class TfdsSource(base.Source):
 
     def read(self, spec, index, count, *, shuffle_files, seed):
         base.shard_ranges(self.splits, spec, index, count, name="split")  # validates `spec`
-        decoders = {self.image_key: tfds.decode.SkipDecoding()}
+        # Read only the two features used; keep images (and masks) encoded, to be decoded
+        # after the optional cache, so a cache holds compact bytes.
+        skip = {self.image_key: tfds.decode.SkipDecoding()}
         if self.task == "segmentation":
-            decoders[self.label_key] = tfds.decode.SkipDecoding()
+            skip[self.label_key] = tfds.decode.SkipDecoding()
+        decoders = tfds.decode.PartialDecoding(
+            {self.image_key: True, self.label_key: True}, decoders=skip
+        )
         options = tf.data.Options()
         options.deterministic = True
         ds = self._builder.as_dataset(

@@ -3,9 +3,10 @@
     python -m resize_jax.data.generated.figure docs/small_details.png
 
 One row per class (the first test example of each), then the first test example whose dot
-lattice falls on the pixels the resize reads (one image in four). Columns: the 128×128 image; its 32×32
-bilinear resize without antialiasing (the papers' default resize; `resize_jax.ops.resize`);
-the marker's neighbourhood at full resolution; the same neighbourhood in the 32×32 image.
+lattice falls on the pixels the resize reads (one image in four). Columns: the 128×128
+image; its 32×32 bilinear resize without antialiasing (the papers' default resize,
+`resize_jax.ops.resize`); the marker's neighbourhood at full resolution; the same
+neighbourhood in the 32×32 image.
 Small images are drawn with nearest-neighbour magnification so every pixel shows.
 """
 
@@ -29,7 +30,7 @@ def lattice_seen(example: dict, size: int = 128, task_size: int = 32) -> bool:
     ys, xs = np.nonzero(np.abs(patch - marker).sum(-1) > 150)
     scale = size // task_size
     read = {int((o + 0.5) * scale - 0.5 + d) for o in range(task_size) for d in (-0.5, 0.5)}
-    return any(y + ymin in read and x + xmin in read for y, x in zip(ys, xs))
+    return any(y + ymin in read and x + xmin in read for y, x in zip(ys, xs, strict=True))
 
 
 def _examples():
@@ -76,7 +77,7 @@ def draw(path: str, task_size: int = 32) -> None:
         s0, s1 = int(y0 // scale), int(np.ceil(y1 / scale))
         t0, t1 = int(x0 // scale), int(np.ceil(x1 / scale))
         panels = (full[row], small[row], full[row, y0:y1, x0:x1], small[row, s0:s1, t0:t1])
-        for col, (ax, panel) in enumerate(zip(axes[row], panels)):
+        for col, (ax, panel) in enumerate(zip(axes[row], panels, strict=True)):
             ax.imshow(panel, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])

@@ -81,11 +81,11 @@ def place_boxes(
         side = sides()
         top, left = (int(v) for v in rng.integers(gap, size - side - gap + 1, size=2))
         if all(
-            top + side + gap <= t
-            or t + s + gap <= top
-            or left + side + gap <= l
-            or l + s + gap <= left
-            for t, l, s in boxes
+            top + side + gap <= t0
+            or t0 + s + gap <= top
+            or left + side + gap <= l0
+            or l0 + s + gap <= left
+            for t0, l0, s in boxes
         ):
             boxes.append((top, left, side))
     return boxes
