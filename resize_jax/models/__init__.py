@@ -9,6 +9,7 @@ attribute `min_input_size`, and `__call__(images, *, train=False) -> (logits, au
 from resize_jax.models.accounting import count_params, flops
 from resize_jax.models.densenet import DenseNet, DenseNet121
 from resize_jax.models.efficientnet import EfficientNet, EfficientNetB0
+from resize_jax.models.enet import ENet
 from resize_jax.models.frontend_model import FrontEndModel
 from resize_jax.models.inception_v2 import InceptionV2
 from resize_jax.models.mobilenet_v2 import MobileNetV2
@@ -19,6 +20,7 @@ from resize_jax.models.small_cnn import SmallCNN
 __all__ = [
     "DenseNet",
     "DenseNet121",
+    "ENet",
     "EfficientNet",
     "EfficientNetB0",
     "FrontEndModel",

@@ -8,6 +8,7 @@ import flax.linen as nn
 
 from resize_jax.models.densenet import DenseNet121
 from resize_jax.models.efficientnet import EfficientNetB0
+from resize_jax.models.enet import ENet
 from resize_jax.models.inception_v2 import InceptionV2
 from resize_jax.models.mobilenet_v2 import MobileNetV2
 from resize_jax.models.resnet import ResNet18, ResNet50
@@ -16,6 +17,7 @@ from resize_jax.models.small_cnn import SmallCNN
 _MODELS: dict[str, Callable[..., nn.Module]] = {
     "densenet121": DenseNet121,
     "efficientnet_b0": EfficientNetB0,
+    "enet": ENet,
     "inception_v2": InceptionV2,
     "mobilenet_v2": MobileNetV2,
     "resnet18": ResNet18,
