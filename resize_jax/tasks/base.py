@@ -28,6 +28,11 @@ class Task:
 
     name: str = ""
 
+    def check_dataset(self, info) -> None:
+        """Raises ValueError if the dataset (a `resize_jax.data.DatasetInfo`) cannot feed this
+        task; the loop calls it before compiling anything. The default accepts any dataset."""
+        del info  # Unused.
+
     def loss(
         self, outputs: Array, aux: Mapping[str, Any], batch: Mapping[str, Array]
     ) -> tuple[Array, dict[str, Array]]:

@@ -67,6 +67,7 @@ def validate_config(config, info, num_devices: int) -> None:
         raise ValueError(
             f"`config.task.name` must be one of {tasks.task_names()}, got {config.task.name!r}."
         )
+    build_task(config).check_dataset(info)
     compute_dtype(config)
     for field in ("batch_size", "eval_batch_size"):
         size = config[field]
