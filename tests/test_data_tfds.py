@@ -98,7 +98,7 @@ def test_unprepared_dataset_says_how_to_prepare_it(tmp_path):
     assert "'cats_vs_dogs' is not prepared" in message
     assert f"tfds build cats_vs_dogs --data_dir={tmp_path}" in message
     assert "never downloads" in message
-    with pytest.raises(ValueError, match="needs a manual download first: put its source files in"):
+    with pytest.raises(ValueError, match="needs a manual download: put its source files in"):
         data.get_info(_config("imagenet2012", str(tmp_path)))
     assert not os.listdir(tmp_path)  # nothing was downloaded or written
 

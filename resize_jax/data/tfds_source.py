@@ -23,20 +23,24 @@ def default_data_dir(data_dir: str | None) -> str:
 
 
 def _not_prepared_message(builder: tfds.core.DatasetBuilder, name: str, data_dir: str) -> str:
-    manual = ""
+    prepared = os.path.relpath(builder.data_dir, data_dir)
+    head = (
+        f"TFDS dataset {name!r} is not prepared in `data_dir`={data_dir!r} (expected "
+        f"{builder.data_dir}), and resize_jax never downloads data."
+    )
     if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
         manual_dir = os.path.join(data_dir, "downloads", "manual")
-        manual = (
-            f" This dataset needs a manual download first: put its source files in "
-            f"{manual_dir} (TFDS's instructions: "
-            f"{' '.join(str(builder.MANUAL_DOWNLOAD_INSTRUCTIONS).split())})."
+        instructions = " ".join(str(builder.MANUAL_DOWNLOAD_INSTRUCTIONS).split())
+        return (
+            f"{head} It needs a manual download: put its source files in {manual_dir} "
+            f"(TFDS's instructions: {instructions}), then run `tfds build {name} "
+            f"--data_dir={data_dir}`, which needs no network then; or copy a prepared "
+            f"{prepared} directory into {data_dir}."
         )
     return (
-        f"TFDS dataset {name!r} is not prepared in `data_dir`={data_dir!r} (expected "
-        f"{builder.data_dir}) and resize_jax never downloads data.{manual} Prepare it on a "
-        f"machine that can reach its source: `tfds build {name} --data_dir={data_dir}`, then "
-        f"copy {os.path.relpath(builder.data_dir, data_dir)} into {data_dir} here (or point "
-        f"`data_dir` at a directory that holds it)."
+        f"{head} Prepare it where its source can be downloaded, `tfds build {name} "
+        f"--data_dir={data_dir}`, and copy the prepared {prepared} directory into {data_dir} "
+        f"here (or point `data_dir` at a directory that holds it)."
     )
 
 
