@@ -153,6 +153,7 @@ def test_nan_stops_training_naming_the_step_and_keeps_last_checkpoint(tmp_path):
         ({"model.name": "vgg"}, r"`config.model.name` must be one of"),
         ({"batch_size": 12}, r"`config.batch_size`=12 must be a positive multiple"),
         ({"dtype": "float16"}, r"`config.dtype` must be one of"),
+        ({"prng_impl": "philox"}, r"`config.prng_impl` must be one of"),
         ({"optimizer.freeze": "frontnd"}, r"`optimizer.freeze` names 'frontnd'"),
     ],
 )

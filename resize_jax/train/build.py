@@ -15,6 +15,7 @@ from resize_jax.ops.checks import check_size_pair
 from resize_jax.train.optim import OPTIMIZERS
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+PRNG_IMPLS = ("rbg", "threefry2x32", "unsafe_rbg")
 NO_FRONTEND = "none"  # The backbone sees the full-resolution input (the upper bound).
 
 
@@ -69,6 +70,10 @@ def validate_config(config, info, num_devices: int) -> None:
         )
     build_task(config).check_dataset(info)
     compute_dtype(config)
+    if config.get("prng_impl", "threefry2x32") not in PRNG_IMPLS:
+        raise ValueError(
+            f"`config.prng_impl` must be one of {list(PRNG_IMPLS)}, got {config.prng_impl!r}."
+        )
     for field in ("batch_size", "eval_batch_size"):
         size = config[field]
         if size <= 0 or size % num_devices or size % jax.process_count():

@@ -79,10 +79,11 @@ def _check_finite(step: int, metrics: dict[str, Any]) -> None:
             )
 
 
-def _init_state(model, tx, sample_images, seed, mesh) -> TrainState:
+def _init_state(model, tx, sample_images, seed, prng_impl, mesh) -> TrainState:
     def init(images):
+        key = functools.partial(jax.random.key, impl=prng_impl)
         variables = model.init(
-            {"params": jax.random.key(seed), "dropout": jax.random.key(seed + 1)},
+            {"params": key(seed), "dropout": key(seed + 1)},
             images,
             train=False,
         )
@@ -124,7 +125,8 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
     sample = np.zeros((1, *first["image"].shape[1:]), first["image"].dtype)
     abstract = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), sample)
     tx, schedule = optim.make_optimizer(config.optimizer, abstract["params"], num_steps)
-    state = _init_state(model, tx, sample, config.seed, mesh)
+    prng_impl = config.get("prng_impl", "threefry2x32")
+    state = _init_state(model, tx, sample, config.seed, prng_impl, mesh)
 
     manager = checkpoint.make_manager(workdir, max_to_keep=config.get("keep_checkpoints", 3))
     restored = checkpoint.restore_latest(manager, state) if manager.all_steps() else None
@@ -150,6 +152,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
             tx,
             schedule,
             seed=config.seed,
+            prng_impl=prng_impl,
             frozen=optim.parse_paths(config.optimizer.get("freeze", "")),
             call_kwargs=build.call_kwargs(model),
             accumulation_steps=int(config.optimizer.get("accumulation_steps", 1)),

@@ -31,6 +31,7 @@ def make_train_step(
     schedule: optax.Schedule,
     *,
     seed: int,
+    prng_impl: str = "threefry2x32",
     frozen: Sequence[str] = (),
     call_kwargs: Callable[[jax.Array], Mapping[str, Any]] | None = None,
     accumulation_steps: int = 1,
@@ -42,7 +43,7 @@ def make_train_step(
     (the host checks loss and grad norm for non-finite values). `call_kwargs(step)` supplies
     step-dependent keyword arguments of the model's `__call__` (e.g. blur pretraining).
     """
-    base_key = jax.random.key(seed)
+    base_key = jax.random.key(seed, impl=prng_impl)
 
     def train_step(state: TrainState, batch):
         rng = jax.random.fold_in(base_key, state.step)
