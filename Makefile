@@ -21,7 +21,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	$(BIN)/python -m pytest -n 2 -q --timeout=900
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
