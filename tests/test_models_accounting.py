@@ -21,10 +21,11 @@ def _xla_flops(model, shape):
     return flops(model.apply, _variables(model, shape), shape)
 
 
-def _resize_macs(in_hw, out_hw, channels):
-    """ops.resize: rows then columns, each a dense interpolation-matrix product."""
-    (h, w), (oh, ow) = in_hw, out_hw
-    return oh * h * w * channels + ow * w * oh * channels
+def _resize_taps(in_hw, out_hw, channels, taps=2):
+    """ops.resize at an integer factor: rows then columns, `taps` weighted slices per output
+    (bilinear: 2); one multiply-add per tap, of which XLA counts between 1 and 2 FLOPs."""
+    (_, w), (oh, ow) = in_hw, out_hw
+    return taps * (oh * w * channels + oh * ow * channels)
 
 
 def _learned_resizer_conv_macs(in_hw, out_hw, c=3, n=16, r=1):
@@ -60,16 +61,17 @@ def test_learned_resizer_448_to_224_flops():
     in_hw, out_hw = (448, 448), (224, 224)
     conv_macs = _learned_resizer_conv_macs(in_hw, out_hw)
     assert 1.9e9 < 2 * conv_macs < 2.1e9  # The paper's "about 2.0 GFLOPs" for its layers.
-    resize_macs = _resize_macs(in_hw, out_hw, 3) + _resize_macs(in_hw, out_hw, 16)
+    resize_taps = _resize_taps(in_hw, out_hw, 3) + _resize_taps(in_hw, out_hw, 16)
 
     total = _xla_flops(LearnedResizer(out_hw), (1, *in_hw, 3))
-    assert total == pytest.approx(2 * (conv_macs + resize_macs), rel=0.1)
-    # Without its two resizes (image and 16 features, dense matrix products in this
-    # implementation), XLA's count of the resizer's layers is the paper's figure.
+    assert total == pytest.approx(2 * conv_macs, rel=0.1)
+    # Its two resizes (image and 16 features) run as two weighted strided slices per output
+    # and axis (resize_jax/ops/taps.py), not dense matrix products: a few MFLOPs.
     resizes = _xla_flops(FixedResizer(out_hw), (1, *in_hw, 3)) + _xla_flops(
         FixedResizer(out_hw), (1, *in_hw, 16)
     )
-    assert resizes == pytest.approx(2 * resize_macs, rel=1e-6)
+    assert resize_taps <= resizes <= 2 * resize_taps
+    assert resizes < 0.01 * total
     assert total - resizes == pytest.approx(2 * conv_macs, rel=0.1)
     assert total - resizes == pytest.approx(2.0e9, rel=0.1)
 

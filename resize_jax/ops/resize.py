@@ -33,6 +33,7 @@ import numpy as np
 from jax import lax
 
 from resize_jax.ops.checks import check_choice, check_images, check_size_pair
+from resize_jax.ops.taps import Taps, apply_taps, regular_taps
 
 METHODS = ("nearest", "bilinear", "bicubic", "lanczos3", "lanczos5")
 
@@ -91,6 +92,35 @@ def interpolation_matrix(
     return weights
 
 
+@functools.lru_cache(maxsize=256)
+def resize_taps(in_size: int, out_size: int, method: str, antialias: bool) -> Taps | None:
+    """The regular band of `interpolation_matrix(...)` when applying it as strided slices
+    beats the dense product, else None (see `_use_taps`)."""
+    taps = regular_taps(interpolation_matrix(in_size, out_size, method, antialias))
+    return taps if taps is not None and _use_taps(in_size, taps) else None
+
+
+def _use_taps(in_size: int, taps: Taps) -> bool:
+    # Dense: in_size multiply-adds per output in one matmul; taps: K elementwise passes.
+    # Measured on CPU (2 cores, XLA): slices win from about 4 times fewer operations.
+    return taps.weights.shape[0] * _TAPS_ADVANTAGE <= in_size
+
+
+# How many times cheaper in operations the slices must be to be used (see `_use_taps`).
+_TAPS_ADVANTAGE = 4
+
+
+def _resize_axis(x, axis, out_size, method, antialias, precision, use_taps=True):
+    """Resizes `x` along `axis` (1: rows, 2: columns) to `out_size`."""
+    in_size = x.shape[axis]
+    taps = resize_taps(in_size, out_size, method, antialias) if use_taps else None
+    if taps is not None:
+        return apply_taps(x, taps, axis, out_size)
+    matrix = jnp.asarray(interpolation_matrix(in_size, out_size, method, antialias), x.dtype)
+    spec = "oh,bhwc->bowc" if axis == 1 else "ow,bhwc->bhoc"
+    return jnp.einsum(spec, matrix, x, precision=precision)
+
+
 def resize(
     images: jnp.ndarray,
     output_shape: tuple[int, int],
@@ -120,13 +150,10 @@ def resize(
     out_h, out_w = check_size_pair(output_shape, "output_shape")
     check_choice(method, "method", METHODS)
     _, in_h, in_w, _ = images.shape
-    dtype = images.dtype
     out = images
     # Same size is the identity for every kernel (they vanish at non-zero integers).
     if in_h != out_h:
-        rows = jnp.asarray(interpolation_matrix(in_h, out_h, method, bool(antialias)), dtype)
-        out = jnp.einsum("oh,bhwc->bowc", rows, out, precision=precision)
+        out = _resize_axis(out, 1, out_h, method, bool(antialias), precision)
     if in_w != out_w:
-        cols = jnp.asarray(interpolation_matrix(in_w, out_w, method, bool(antialias)), dtype)
-        out = jnp.einsum("ow,bhwc->bhoc", cols, out, precision=precision)
+        out = _resize_axis(out, 2, out_w, method, bool(antialias), precision)
     return out
