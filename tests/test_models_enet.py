@@ -1,7 +1,8 @@
 """ENet: parameter count from the layer shapes, the architecture's dilations and kernels, output
 shapes, input checks, max pooling with indices and unpooling.
 
-Shape-only evaluation (`jax.eval_shape`, `jax.make_jaxpr`) wherever values are not needed.
+Shape-only evaluation (`jax.eval_shape`, `jax.make_jaxpr`) throughout: training ENet end to end
+(batch statistics, dropout, the unpooling path's gradient) is tests/test_configs_tasks.py's.
 """
 
 import collections
@@ -196,29 +197,3 @@ def test_pool_and_unpool_bad_input():
         max_unpool(values, jnp.zeros((1, 2, 2, 2), jnp.int32))
     with pytest.raises(ValueError, match=r"`indices` must be an integer array"):
         max_unpool(values, jnp.zeros((1, 2, 2, 3)))
-
-
-def test_training_forward_updates_statistics_and_uses_dropout():
-    model = ENet(num_classes=3)
-    images = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3))
-    # Random values of the right shapes from NumPy: compiling `init` (one random kernel per
-    # parameter shape) would cost more than the forward pass itself.
-    rng = np.random.default_rng(1)
-    shapes, _ = _shapes(model, images.shape)
-    variables = jax.tree.map(lambda s: rng.normal(0.0, 0.1, s.shape).astype(s.dtype), shapes)
-    variables["batch_stats"] = jax.tree.map(jnp.abs, variables["batch_stats"])  # var >= 0
-
-    @jax.jit
-    def forward(variables, images, key):
-        return model.apply(
-            variables, images, train=True, mutable=["batch_stats"], rngs={"dropout": key}
-        )
-
-    (a, _), updates = forward(variables, images, jax.random.key(2))
-    (b, _), _ = forward(variables, images, jax.random.key(3))
-    chex.assert_shape(a, (2, 16, 16, 3))
-    assert np.isfinite(np.asarray(a)).all()
-    assert not np.allclose(a, b)  # Different dropout masks.
-    before = variables["batch_stats"]["bottleneck3_8"]["bn_expand"]["mean"]
-    after = updates["batch_stats"]["bottleneck3_8"]["bn_expand"]["mean"]
-    assert not np.allclose(before, after)
