@@ -10,7 +10,13 @@ the rest evaluates. `runlocal` swaps in the generated `small_details` set at 64 
 """
 
 from resize_jax import data
-from resize_jax.config_args import frontend_section, model_section, parse_arg, training_defaults
+from resize_jax.config_args import (
+    apply_runlocal,
+    frontend_section,
+    model_section,
+    parse_arg,
+    training_defaults,
+)
 
 
 def get_config(arg=None):
@@ -37,16 +43,5 @@ def get_config(arg=None):
     config.checkpoint_every_steps = 1000
 
     if arg.runlocal:
-        config.data.name = "small_details"
-        config.data.train_split, config.data.eval_split = "train", "test"
-        config.data.image_size = (64, 64)
-        config.data.augment = False
-        config.frontend.output_shape = (32, 32)
-        config.batch_size = 16
-        config.eval_batch_size = 64
-        config.num_train_steps = 4
-        config.optimizer.warmup_steps = 1
-        config.log_every_steps = 2
-        config.eval_every_steps = 0
-        config.checkpoint_every_steps = 0
+        apply_runlocal(config)
     return config

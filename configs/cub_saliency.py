@@ -13,7 +13,13 @@ network is an ImageNet-pretrained ResNet-18 trunk; pass `saliency_net=` in code 
 """
 
 from resize_jax import data
-from resize_jax.config_args import frontend_section, model_section, parse_arg, training_defaults
+from resize_jax.config_args import (
+    apply_runlocal,
+    frontend_section,
+    model_section,
+    parse_arg,
+    training_defaults,
+)
 
 
 def get_config(arg=None):
@@ -51,19 +57,8 @@ def get_config(arg=None):
     config.checkpoint_every_steps = 1000
 
     if arg.runlocal:
-        config.data.name = "small_details"
-        config.data.train_split, config.data.eval_split = "train", "test"
-        config.data.image_size = (64, 64)
-        config.data.augment = False
-        config.frontend.output_shape = (32, 32)
+        apply_runlocal(config)
         if arg.frontend == "saliency":
             config.frontend.saliency_input_shape = (32, 32)
             config.frontend.blur_steps = 2
-        config.batch_size = 16
-        config.eval_batch_size = 64
-        config.num_train_steps = 4
-        config.optimizer.warmup_steps = 1
-        config.log_every_steps = 2
-        config.eval_every_steps = 0
-        config.checkpoint_every_steps = 0
     return config

@@ -20,7 +20,13 @@ the whole path on a CPU.
 """
 
 from resize_jax import data
-from resize_jax.config_args import frontend_section, model_section, parse_arg, training_defaults
+from resize_jax.config_args import (
+    apply_runlocal,
+    frontend_section,
+    model_section,
+    parse_arg,
+    training_defaults,
+)
 
 # The fixed input side whose total FLOPs come closest to the learned 448→224 pairing, from
 # `python -m resize_jax.models.summary` (XLA cost analysis; see the README's table).
@@ -73,17 +79,6 @@ def get_config(arg=None):
     config.checkpoint_every_steps = 1000
 
     if arg.runlocal:
-        config.data.name = "small_details"
-        config.data.train_split, config.data.eval_split = "train", "test"
-        config.data.image_size = (64, 64)
-        config.data.augment = False
-        config.frontend.output_shape = (32, 32)
-        config.batch_size = 16
-        config.eval_batch_size = 64
-        config.num_train_steps = 4
+        apply_runlocal(config)
         config.optimizer.learning_rate = 0.01
-        config.optimizer.warmup_steps = 1
-        config.log_every_steps = 2
-        config.eval_every_steps = 0
-        config.checkpoint_every_steps = 0
     return config

@@ -165,3 +165,22 @@ def model_section(name: str, **overrides) -> ml_collections.ConfigDict:
     from resize_jax import models
 
     return module_section(name, models.model_factory(name), **overrides)
+
+
+def apply_runlocal(config, *, image_size=(64, 64), output_shape=(32, 32), steps=4):
+    """Shrinks a paper-scale config in place to a few CPU steps on the generated
+    `small_details` set (the `runlocal` argument of the configs)."""
+    config.data.name = "small_details"
+    config.data.train_split, config.data.eval_split = "train", "test"
+    config.data.image_size = tuple(image_size)
+    config.data.augment = False
+    if config.frontend.name != "none":
+        config.frontend.output_shape = tuple(output_shape)
+    config.batch_size = 16
+    config.eval_batch_size = 64
+    config.num_train_steps = steps
+    config.optimizer.warmup_steps = 1
+    config.log_every_steps = 2
+    config.eval_every_steps = 0
+    config.checkpoint_every_steps = 0
+    return config
