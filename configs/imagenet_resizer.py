@@ -31,12 +31,12 @@ from resize_jax.config_args import (
 # The fixed input side whose total FLOPs come closest to the learned 448→224 pairing, from
 # `python -m resize_jax.models.summary` (XLA cost analysis; see the README's table).
 COMPARABLE_FLOPS_SIZE = {
-    "densenet121": 293,
-    "efficientnet_b0": 496,
-    "inception_v2": 309,
-    "mobilenet_v2": 544,
-    "resnet18": 317,
-    "resnet50": 269,
+    "densenet121": 253,
+    "efficientnet_b0": 355,
+    "inception_v2": 257,
+    "mobilenet_v2": 384,
+    "resnet18": 260,
+    "resnet50": 240,
 }
 
 

@@ -74,8 +74,9 @@ def flops(
     The count is XLA's cost analysis of the compiled computation: a multiply-add counts as 2
     FLOPs, elementwise ops as 1 per element, and convolution padding is not counted. It
     counts what actually runs, so e.g. `resize_jax.ops.resize`'s dense interpolation-matrix
-    products are counted in full. Nothing is executed; `variables` may be the
-    ShapeDtypeStructs from `jax.eval_shape(model.init, ...)`, so no weights are allocated.
+    products (upscaling, irregular factors) are counted in full, zero weights included.
+    Nothing is executed; `variables` may be the ShapeDtypeStructs from
+    `jax.eval_shape(model.init, ...)`, so no weights are allocated.
 
     Args:
       apply_fn: usually `model.apply`.

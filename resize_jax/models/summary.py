@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(
         f"Front-ends alone: fixed bilinear {front['fixed']:.2f}; learned resizer "
         f"{front['learned']:.2f}, of which {front['learned_resizes']:.2f} are its two "
-        "dense-matrix resizes (resize_jax.ops.resize) and the rest its convolutions.\n"
+        "resizes (resize_jax.ops.resize) and the rest its convolutions.\n"
     )
     rows = build_table(
         args.models,
