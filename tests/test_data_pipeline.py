@@ -215,6 +215,12 @@ def test_tensorflow_is_kept_off_accelerators():
         ({"label_key": "labels"}, r"`label_key`='labels' is not a feature.*'label'"),
         ({"eval_crop_fraction": 1.5}, r"`eval_crop_fraction` must be in \(0, 1\]"),
         ({"crop_area_range": (0.5, 1.5)}, "`crop_area_range` must be a pair"),
+        ({"num_classes": 10}, "`num_classes`=10 does not match dataset 'small_details/tiny'"),
+        (
+            {"name": "small_objects/tiny", "ignore_label": -1},
+            r"`ignore_label` must be in \[0, 255\]",
+        ),
+        ({"task": "image_quality"}, "task 'image_quality' needs a Tensor of 10 rating counts"),
     ],
 )
 def test_config_errors(data_dir, overrides, match):

@@ -162,6 +162,10 @@ def resolve(config) -> Resolved:
     ignore_label = _get(config, "ignore_label", 255)
     if isinstance(ignore_label, bool) or not isinstance(ignore_label, int):
         raise ValueError(f"`ignore_label` must be an int, got {ignore_label!r}.")
+    if task == "segmentation" and not 0 <= ignore_label <= 255:
+        raise ValueError(
+            f"`ignore_label` must be in [0, 255] (masks are 8-bit), got {ignore_label!r}."
+        )
     return Resolved(
         name=name,
         spec=spec,

@@ -11,8 +11,10 @@ default) marking void pixels. Masks must be 8-bit single-channel (mode "L") PNGs
 palette PNG (as in PASCAL VOC) is refused with a message saying how to convert it, because
 decoding it as grey would silently turn its class indices into luminances.
 
-Unreadable images are skipped with a logged count (see `files.py`); an empty or malformed
-folder, a missing mask and an image/mask size mismatch raise ValueError.
+Creating a source lists the files (classification: through ImageFolder's own reader) and
+opens every file's header, once per process (cached until files are added, removed or
+renamed). Unreadable images are skipped with a logged count (see `files.py`); an empty or
+malformed folder, a missing mask and an image/mask size mismatch raise ValueError.
 """
 
 from __future__ import annotations

@@ -84,6 +84,11 @@ def _source(config) -> tuple[Resolved, base.Source]:
         raise ValueError(
             f"`task`={r.task!r} does not match dataset {r.name!r}, which is {source.task!r}."
         )
+    if r.num_classes is not None and r.num_classes != source.num_classes:
+        raise ValueError(
+            f"`num_classes`={r.num_classes} does not match dataset {r.name!r}, which has "
+            f"{source.num_classes} classes; leave it None."
+        )
     return r, source
 
 

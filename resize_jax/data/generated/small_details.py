@@ -138,7 +138,10 @@ class SmallDetails(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split: str, count: int):
         size = self.builder_config.image_size
-        for index in range(count):
+
+        def make(index):
             example = make_example((_SEED, _SPLIT_SEEDS[split], index), size)
             example["marker"] = tfds.features.BBox(*example["marker"].tolist())
-            yield index, example
+            return example
+
+        return render.generate(make, count, ("image",))

@@ -142,5 +142,8 @@ class SmallObjects(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split: str, count: int):
         size = self.builder_config.image_size
-        for index in range(count):
-            yield index, make_example((_SEED, _SPLIT_SEEDS[split], index), size)
+        return render.generate(
+            lambda index: make_example((_SEED, _SPLIT_SEEDS[split], index), size),
+            count,
+            ("image", "segmentation_mask"),
+        )

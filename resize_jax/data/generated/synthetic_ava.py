@@ -160,5 +160,8 @@ class SyntheticAva(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split: str, count: int):
         size = self.builder_config.image_size
-        for index in range(count):
-            yield index, make_example((_SEED, _SPLIT_SEEDS[split], index), index, size)
+        return render.generate(
+            lambda index: make_example((_SEED, _SPLIT_SEEDS[split], index), index, size),
+            count,
+            ("image",),
+        )
