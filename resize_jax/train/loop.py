@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import os
 import signal
 import threading
 from typing import Any
@@ -116,6 +117,12 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
     mesh = sharding.make_mesh(config.get("num_devices", -1))
     info = data.get_info(config.data)
     build.validate_config(config, info, mesh.size)
+    if jax.process_index() == 0:
+        # The run's own record of its config: `resize_jax.report` and `resize_jax.apply`
+        # rebuild the model from it, from the workdir alone.
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
     model, task = build.build_model(config, info), build.build_task(config)
     num_steps = int(config.num_train_steps)
     per_process_batch = config.batch_size // jax.process_count()
