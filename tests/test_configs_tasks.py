@@ -55,6 +55,8 @@ def _run(config, workdir):
 
 def test_ava_iqa_runlocal_trains_and_evaluates(tmp_path, data_dir):
     config = _local("ava_iqa", "runlocal", data_dir)
+    # A quarter of runlocal's training (the learned resizer at 128×128 dominates each step).
+    config.batch_size, config.num_train_steps = 16, 20
     result = _run(config, str(tmp_path))
     metrics = result.eval_metrics
     assert metrics["count"] == 12  # Every eval example exactly once.
@@ -63,11 +65,11 @@ def test_ava_iqa_runlocal_trains_and_evaluates(tmp_path, data_dir):
     assert 0.0 <= metrics["binary_accuracy"] <= 1.0
     assert 0.0 < metrics["loss"] < 1.0  # EMD between distributions is at most 1.
     train = _train_records(str(tmp_path))
-    assert [r["step"] for r in train] == [10, 20, 30, 40]
+    assert [r["step"] for r in train] == [10, 20]
     assert all(math.isfinite(r["train/loss"]) for r in train)
     assert "train/binary_accuracy" in train[-1]
     evals = [r for r in read_metrics(str(tmp_path)) if "eval/srcc" in r]
-    assert evals and evals[-1]["step"] == 40
+    assert evals and evals[-1]["step"] == 20
 
 
 def test_seg_enet_runlocal_trains_and_evaluates(tmp_path, data_dir):

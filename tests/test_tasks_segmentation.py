@@ -206,7 +206,7 @@ def test_flat_saliency_sampler_gives_the_fixed_resizer_miou(separable):
         SaliencySampler((size // 2, size // 2), **half), images, labels, num_classes, oracle
     )
     assert fixed["miou"] > 0.8
-    np.testing.assert_allclose(flat["miou"], fixed["miou"], atol=0.05)
+    np.testing.assert_allclose(flat["miou"], fixed["miou"], atol=0.025)  # Measured: 0.018.
 
 
 def test_saliency_predictions_are_unwarped_and_train_the_sampler():
@@ -297,3 +297,12 @@ def test_optax_reference_for_unit_weights():
     loss, _ = jax.jit(Segmentation().loss)(logits, {}, {"label": labels})
     expected = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     np.testing.assert_allclose(loss, expected, rtol=1e-6)
+
+
+def test_readme_example_runs():
+    from tests.test_readme import _python_blocks
+
+    blocks = _python_blocks("Image quality and segmentation")
+    assert blocks, "README has no python block under ## Image quality and segmentation"
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
