@@ -31,7 +31,7 @@ uses ReLU (`decoder_activation="relu"`). Spatial dropout (whole channels): 0.01 
 
 Parameters (tested in tests/test_models_enet.py against a count derived from the layer
 shapes): 364,647 trainable for RGB input and 19 classes (Cityscapes), 364,311 with the
-released code's ReLU decoder; the paper rounds to "0.37M". BatchNorm scales and offsets
+released code's ReLU decoder; the paper reports "0.37M". BatchNorm scales and offsets
 count as trainable; the running statistics (8,352 values) do not. The input height and
 width must be multiples of 8 (three 2× poolings whose indices the decoder reuses); the
 logits come back at the input resolution.
