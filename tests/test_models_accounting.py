@@ -140,3 +140,11 @@ def test_summary_table_for_small_cnn():
     assert row["matched_gflops"] == pytest.approx(row["learned_gflops"], rel=0.1)
     table = format_table(rows, 64, 32)
     assert "| small_cnn | 131,754 |" in table and "learned 64→32" in table
+
+
+def test_summary_compares_the_classifiers_only():
+    from resize_jax.models.summary import classifier_names
+
+    # ENet predicts dense maps (and needs sides divisible by 8): not in the paper's table.
+    assert "enet" not in classifier_names()
+    assert {"resnet50", "small_cnn"} <= set(classifier_names())

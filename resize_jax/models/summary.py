@@ -87,7 +87,7 @@ def build_table(
     and of the three pairings from `input_size` images."""
     rows = []
     shape = (1, input_size, input_size, channels)
-    for name in names if names is not None else model_names():
+    for name in names if names is not None else classifier_names():
         backbone = get_model(name, num_classes=num_classes)
         x = jax.ShapeDtypeStruct((1, output_size, output_size, channels), jnp.float32)
         params = count_params(jax.eval_shape(backbone.init, jax.random.key(0), x))["trainable"]
@@ -131,6 +131,20 @@ def format_table(rows: Sequence[dict], input_size: int = 448, output_size: int =
             f"{r['matched_gflops']:.2f} |"
         )
     return "\n".join(lines)
+
+
+def classifier_names() -> list[str]:
+    """The registered backbones that classify (logits f[B, K]); dense predictors such as ENet,
+    whose inputs must also be multiples of 8, are not part of the paper's comparison."""
+    x = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
+    names = []
+    for name in model_names():
+        model = get_model(name, num_classes=10)
+        variables = jax.eval_shape(model.init, jax.random.key(0), x)
+        logits, _ = jax.eval_shape(model.apply, variables, x)
+        if logits.ndim == 2:
+            names.append(name)
+    return names
 
 
 def main(argv: Sequence[str] | None = None) -> None:
