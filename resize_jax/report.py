@@ -52,19 +52,6 @@ _COLORS = ("tab:red", "tab:orange", "tab:brown", "tab:green", "tab:blue", "tab:g
 _LINESTYLES = ("-", "--", ":", "-.")
 
 
-def describe(config) -> str:
-    """A short name of a run's front-end: "fixed bilinear (antialiased)", "learned resizer"."""
-    frontend = config.frontend
-    if frontend.name == "none":
-        return "full resolution (no front-end)"
-    if frontend.name == "fixed":
-        name = f"fixed {frontend.get('method', 'bilinear')}"
-        return name + (" (antialiased)" if frontend.get("antialias") else "")
-    return {"learned": "learned resizer", "saliency": "saliency sampler"}.get(
-        frontend.name, frontend.name
-    )
-
-
 def _size(pair) -> str:
     return f"{int(pair[0])}×{int(pair[1])}"
 
@@ -193,7 +180,7 @@ def summarize(workdir: str, *, gflops: bool = True) -> tuple[Run, trained.Traine
     summary = Run(
         name=os.path.basename(os.path.normpath(workdir)),
         workdir=workdir,
-        label=describe(config),
+        label=trained.describe(config),
         group=_group_key(config),
         task=task,
         metric=metric,
@@ -215,11 +202,34 @@ def summarize(workdir: str, *, gflops: bool = True) -> tuple[Run, trained.Traine
     return summary, run
 
 
+_FRONTEND_ORDER = {"fixed": 0, "learned": 1, "saliency": 2, "none": 4}
+_METHOD_ORDER = ("nearest", "bilinear", "bicubic", "lanczos3", "lanczos5")
+
+
+def _order(run: Run) -> tuple:
+    # One row order whatever order the workdirs come in: per backbone, fixed resizers
+    # (simplest kernel first, plain before antialiased), learned, saliency, others, none.
+    config = trained.load_config(run.workdir)
+    method = config.frontend.get("method", "")
+    rank = _METHOD_ORDER.index(method) if method in _METHOD_ORDER else len(_METHOD_ORDER)
+    return (
+        run.backbone,
+        _FRONTEND_ORDER.get(run.frontend, 3),
+        run.network_input[0] * run.network_input[1],
+        rank,
+        bool(config.frontend.get("antialias", False)),
+        run.label,
+        run.group,
+        run.seed,
+        run.name,
+    )
+
+
 def _groups(runs: Sequence[Run]) -> list[list[Run]]:
     groups: dict[str, list[Run]] = {}
-    for run in runs:
+    for run in sorted(runs, key=_order):
         groups.setdefault(run.group, []).append(run)
-    return [sorted(g, key=lambda r: r.seed) for g in groups.values()]
+    return list(groups.values())
 
 
 def _group_record(group: list[Run]) -> dict:
@@ -516,6 +526,7 @@ def build_report(workdirs: Sequence[str], out: str | None = None, *, figures: bo
         summary, run = summarize(workdir)
         runs.append(summary)
         restored[workdir] = run
+    runs = [run for group in _groups(runs) for run in group]
     groups = [_group_record(g) for g in _groups(runs)]
     names = render_figures(runs, restored, out) if figures else []
     markdown = render_markdown(runs, groups, names)

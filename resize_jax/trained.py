@@ -78,6 +78,19 @@ class TrainedRun:
     image_size: tuple[int, int]
 
 
+def describe(config) -> str:
+    """A short name of a run's front-end: "fixed bilinear (antialiased)", "learned resizer"."""
+    frontend = config.frontend
+    if frontend.name == "none":
+        return "full resolution (no front-end)"
+    if frontend.name == "fixed":
+        name = f"fixed {frontend.get('method', 'bilinear')}"
+        return name + (" (antialiased)" if frontend.get("antialias") else "")
+    return {"learned": "learned resizer", "saliency": "saliency sampler"}.get(
+        frontend.name, frontend.name
+    )
+
+
 def image_size(config) -> tuple[int, int]:
     """(H, W) of the high-resolution images a run's data pipeline delivers."""
     from resize_jax.data.config import resolve
