@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export XLA_FLAGS ?= --xla_force_host_platform_device_count=8
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test lint clean
+.PHONY: install test lint clean demo
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(BIN)/.installed
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The README's first command: six front-ends side by side on small_details (~10 min on 2 cores).
+demo: $(BIN)/.installed
+	$(BIN)/python -m resize_jax.demo
 
 test: lint
 	$(BIN)/python -m pytest -n 2 -q --timeout=900
