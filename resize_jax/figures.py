@@ -20,6 +20,20 @@ import numpy as np
 DPI = 80  # Keeps the committed PNGs small.
 
 
+def save(fig, path: str) -> None:
+    """Saves `fig` as a 256-colour PNG (a third of the size of matplotlib's RGBA) and closes it."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    plt.close(fig)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        image.convert("RGB").quantize(256).save(path, optimize=True)
+
+
 def to_display(image, value_range=(0.0, 1.0)) -> np.ndarray:
     """f[H, W, C] in `value_range` → f32[H, W, 3] in [0, 1] (clipped; grey repeated to RGB)."""
     low, high = value_range
@@ -105,8 +119,7 @@ def frontend_outputs(
             show(axes[row, col], images[row], f"{label}\n{h}×{w}" if row == 0 else None)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(fig, path)
 
 
 def residual(
@@ -143,8 +156,7 @@ def residual(
             show(axes[row, col], panel, titles[col] if row == 0 else None)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(fig, path)
     return gain
 
 
@@ -176,8 +188,7 @@ def saliency(
             axes[row, 2].set_title(f"sampled {h}×{w}", fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(fig, path)
 
 
 def learning_curves(path: str, curves: Sequence[Mapping], *, metric_label: str) -> None:
@@ -203,8 +214,7 @@ def learning_curves(path: str, curves: Sequence[Mapping], *, metric_label: str) 
         ax.grid(alpha=0.3)
     ax_eval.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(fig, path)
 
 
 def panel(path: str, images: Sequence[tuple[str, np.ndarray]], *, title: str) -> None:
@@ -214,5 +224,4 @@ def panel(path: str, images: Sequence[tuple[str, np.ndarray]], *, title: str) ->
         show(ax, image, label)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(fig, path)
