@@ -2,6 +2,7 @@
 
 from resize_jax.ops.blur import blur_sigma, gaussian_blur, maybe_blur
 from resize_jax.ops.grid_sample import PADDING_MODES, grid_sample, identity_grid
+from resize_jax.ops.mipmap import grid_sample_antialiased, image_pyramid
 from resize_jax.ops.resize import METHODS, interpolation_matrix, resize
 from resize_jax.ops.saliency import (
     PAD_MODES,
@@ -22,7 +23,9 @@ __all__ = [
     "gaussian_blur",
     "gaussian_kernel_1d",
     "grid_sample",
+    "grid_sample_antialiased",
     "identity_grid",
+    "image_pyramid",
     "interpolation_matrix",
     "invert_grid",
     "maybe_blur",
