@@ -82,8 +82,8 @@ def test_a_finished_run_is_reused_and_a_changed_config_is_not(demo_out):
 def test_demo_runs_use_the_default_config_with_the_demo_settings(tmp_path):
     args = demo.parse_args([f"--out={tmp_path}", "--steps=40", "--seeds=3"])
     config = demo.make_config("saliency", args, 3)
-    assert config.frontend.name == "saliency" and config.frontend.blur_steps == 20
-    assert config.frontend.fwhm == 8.0 and config.frontend.blur_max_sigma == 1.0
+    assert config.frontend.name == "saliency" and config.frontend.blur_steps == 10
+    assert config.frontend.antialias and config.frontend.fwhm == 13.0
     assert config.seed == 3 and config.num_train_steps == 40
     assert config.data.data_dir == os.path.join(str(tmp_path), "tensorflow_datasets")
     aa = demo.make_config("bilinear_aa", args, 3)
