@@ -20,7 +20,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The README's first command: six front-ends side by side on small_details (~10 min on 2 cores).
+# The README's first command: six front-ends side by side on small_details (~14 min on 2 cores).
 demo: $(BIN)/.installed
 	$(BIN)/python -m resize_jax.demo
 

@@ -135,15 +135,17 @@ def residual(
 
     inputs f[N, H, W, 3], skip and outputs f[N, h, w, 3], all in the images' value units
     (skip/outputs unclipped). The residual `outputs - skip` is drawn as 0.5 + gain·residual
-    with one gain for all images (returned), so mid-grey is zero.
+    with one gain for all images (returned), so mid-grey is zero. The gain maps the 99th
+    percentile of |residual| to full scale: a trained resizer's residual has a few extreme
+    values (on the details it amplifies) that would otherwise grey out everything else.
     """
     res = np.asarray(outputs, np.float32) - np.asarray(skip, np.float32)
-    peak = float(np.max(np.abs(res))) or 1.0
+    peak = float(np.percentile(np.abs(res), 99)) or float(np.max(np.abs(res))) or 1.0
     gain = 0.5 / peak
     count = len(inputs)
     fig, axes = plt.subplots(count, 4, figsize=(6.2, 1.5 * count + 0.5))
     axes = np.asarray(axes).reshape(count, 4)
-    difference = f"output − {skip_label}\n(×{gain:.2g}, grey = 0)"
+    difference = f"output − {skip_label}\n(×{gain:.2g}, grey = 0, clipped)"
     titles = ("input", skip_label, "learned output", difference)
     for row in range(count):
         panels = (
