@@ -29,7 +29,13 @@ Arguments (comma-separated after the colon):
 import ml_collections
 
 from resize_jax import data
-from resize_jax.config_args import frontend_section, model_section, parse_arg, training_defaults
+from resize_jax.config_args import (
+    apply_runlocal,
+    frontend_section,
+    model_section,
+    parse_arg,
+    training_defaults,
+)
 
 
 def get_config(arg=None):
@@ -69,19 +75,17 @@ def get_config(arg=None):
     config.checkpoint_every_steps = 2000
 
     if arg.runlocal:
-        config.data.name = "small_objects"
-        config.data.train_split, config.data.eval_split = "train", "test"
-        config.data.image_size = (128, 128)
-        config.data.augment = False
-        config.frontend.output_shape = (64, 64)
-        if arg.frontend == "saliency":
-            config.frontend.saliency_input_shape = (32, 32)
-        config.batch_size = 8
-        config.eval_batch_size = 32
-        config.num_train_steps = 20
-        config.optimizer.learning_rate = 2e-3
-        config.optimizer.warmup_steps = 2
-        config.log_every_steps = 5
-        config.eval_every_steps = 0
-        config.checkpoint_every_steps = 0
+        apply_runlocal(
+            config,
+            dataset="small_objects",
+            image_size=(128, 128),
+            output_shape=(64, 64),
+            saliency_input_shape=(32, 32),
+            steps=20,
+            batch_size=8,
+            eval_batch_size=32,
+            learning_rate=2e-3,
+            warmup_steps=2,
+            log_every_steps=5,
+        )
     return config

@@ -167,20 +167,39 @@ def model_section(name: str, **overrides) -> ml_collections.ConfigDict:
     return module_section(name, models.model_factory(name), **overrides)
 
 
-def apply_runlocal(config, *, image_size=(64, 64), output_shape=(32, 32), steps=4):
-    """Shrinks a paper-scale config in place to a few CPU steps on the generated
-    `small_details` set (the `runlocal` argument of the configs)."""
-    config.data.name = "small_details"
+def apply_runlocal(
+    config,
+    *,
+    dataset="small_details",
+    image_size=(64, 64),
+    output_shape=(32, 32),
+    steps=4,
+    batch_size=16,
+    eval_batch_size=64,
+    learning_rate=None,
+    warmup_steps=1,
+    log_every_steps=2,
+    saliency_input_shape=None,
+):
+    """Shrinks a paper-scale config in place to a few CPU steps on a generated set (the
+    `runlocal` argument of the configs): `dataset`'s train/test splits at `image_size`, no
+    augmentation, the front-end's output at `output_shape` (and a saliency sampler's network
+    input at `saliency_input_shape` when given), no evaluation or checkpoint until the end."""
+    config.data.name = dataset
     config.data.train_split, config.data.eval_split = "train", "test"
     config.data.image_size = tuple(image_size)
     config.data.augment = False
     if config.frontend.name != "none":
         config.frontend.output_shape = tuple(output_shape)
-    config.batch_size = 16
-    config.eval_batch_size = 64
+    if config.frontend.name == "saliency" and saliency_input_shape is not None:
+        config.frontend.saliency_input_shape = tuple(saliency_input_shape)
+    config.batch_size = batch_size
+    config.eval_batch_size = eval_batch_size
     config.num_train_steps = steps
-    config.optimizer.warmup_steps = 1
-    config.log_every_steps = 2
+    if learning_rate is not None:
+        config.optimizer.learning_rate = learning_rate
+    config.optimizer.warmup_steps = warmup_steps
+    config.log_every_steps = log_every_steps
     config.eval_every_steps = 0
     config.checkpoint_every_steps = 0
     return config

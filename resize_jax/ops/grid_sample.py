@@ -27,6 +27,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_derivatives import SymbolicZero
 
 from resize_jax.ops.checks import check_choice, check_images
 
@@ -141,7 +142,89 @@ def grid_sample(
 # (explicit sharding) never enters the reshapes.
 @functools.partial(jax.jit, static_argnames="padding_mode")
 def _grid_sample(images: jnp.ndarray, grid: jnp.ndarray, padding_mode: str) -> jnp.ndarray:
+    return _sample_batch(images, grid, padding_mode)
+
+
+def _sample_plain(images, grid, padding_mode: str) -> jnp.ndarray:
     return jax.vmap(functools.partial(_sample_one, padding_mode=padding_mode))(images, grid)
+
+
+# The derivative with respect to the grid is written by hand, as a JVP whose tangent is
+# assembled channel by channel: its transpose (the gradient) then sums over the channels with
+# a few adds. Autodiff's version reduces over the minor channel axis (3 for images) and
+# recomputes the gathered corners in every fusion that uses them, ~3x slower on CPU (batch
+# 16, 224×224 from 800×800, gradient to the grid: 58 ms → 20 ms measured). A JVP rule (not a
+# VJP) keeps forward mode (`jax.linearize`, used by `invert_grid`) working. The images'
+# derivative stays autodiff's (a gather, transposed to a scatter-add); symbolic zeros skip
+# whichever part is not needed.
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _sample_batch(images, grid, padding_mode: str) -> jnp.ndarray:
+    return _sample_plain(images, grid, padding_mode)
+
+
+@functools.partial(_sample_batch.defjvp, symbolic_zeros=True)
+def _sample_batch_jvp(padding_mode: str, primals, tangents):
+    images, grid = primals
+    d_images, d_grid = tangents
+    if isinstance(d_grid, SymbolicZero):
+        out = _sample_plain(images, grid, padding_mode)
+        tangent = None
+    else:
+        out, slope_x, slope_y = jax.vmap(
+            functools.partial(_sample_and_slopes_one, padding_mode=padding_mode)
+        )(images, grid)
+        d_x = d_grid[..., 0].astype(slope_x.dtype)
+        d_y = d_grid[..., 1].astype(slope_y.dtype)
+        channels = [slope_x[..., c] * d_x + slope_y[..., c] * d_y for c in range(out.shape[-1])]
+        tangent = jnp.stack(channels, axis=-1).astype(out.dtype)
+    if not isinstance(d_images, SymbolicZero):
+        from_images = _sample_plain(d_images, grid, padding_mode)
+        tangent = from_images if tangent is None else tangent + from_images
+    if tangent is None:
+        tangent = jnp.zeros_like(out)
+    return out, tangent
+
+
+def _taps_slopes(coord: jnp.ndarray, n: int, padding_mode: str):
+    """d(w0)/d(coord) and d(w1)/d(coord) of `linear_taps` (the indices are piecewise constant)."""
+    if n == 1:
+        zero = jnp.zeros_like(coord)
+        return zero, zero
+    scale = 0.5 * (n - 1)
+    raw = (coord + 1.0) * scale
+    if padding_mode == "border":
+        # `clamp` passes the derivative on the closed interval [0, n-1].
+        slope = jnp.where((raw >= 0.0) & (raw <= n - 1.0), scale, 0.0)
+        return -slope, slope
+    slope = jnp.where((raw > -2.0) & (raw < n + 1.0), scale, 0.0)
+    floor = jnp.floor(jnp.clip(raw, -2.0, n + 1.0)).astype(jnp.int32)
+    inside0 = (floor >= 0) & (floor <= n - 1)
+    inside1 = (floor + 1 >= 0) & (floor + 1 <= n - 1)
+    return jnp.where(inside0, -slope, 0.0), jnp.where(inside1, slope, 0.0)
+
+
+def _sample_and_slopes_one(image, grid, padding_mode: str):
+    """image f[H, W, C], grid f[h, w, 2] → (samples f[h, w, C], d samples/d x, d samples/d y)."""
+    height, width, channels = image.shape
+    coords = grid.astype(jnp.promote_types(grid.dtype, jnp.float32))
+    x0, x1, wx0, wx1 = linear_taps(coords[..., 0], width, padding_mode)
+    y0, y1, wy0, wy1 = linear_taps(coords[..., 1], height, padding_mode)
+    dx0, dx1 = _taps_slopes(coords[..., 0], width, padding_mode)
+    dy0, dy1 = _taps_slopes(coords[..., 1], height, padding_mode)
+    flat = image.reshape(height * width, channels)
+
+    def corner(yi, xi):
+        return flat.at[yi * width + xi].get(mode="promise_in_bounds").astype(coords.dtype)
+
+    def e(weights):  # broadcast a per-point weight over the channels
+        return weights[..., None]
+
+    c00, c01, c10, c11 = corner(y0, x0), corner(y0, x1), corner(y1, x0), corner(y1, x1)
+    top, bottom = e(wx0) * c00 + e(wx1) * c01, e(wx0) * c10 + e(wx1) * c11
+    samples = (e(wy0) * top + e(wy1) * bottom).astype(image.dtype)
+    slope_x = e(wy0) * (e(dx0) * c00 + e(dx1) * c01) + e(wy1) * (e(dx0) * c10 + e(dx1) * c11)
+    slope_y = e(dy0) * top + e(dy1) * bottom
+    return samples, slope_x, slope_y
 
 
 def _sample_one(image: jnp.ndarray, grid: jnp.ndarray, padding_mode: str) -> jnp.ndarray:

@@ -34,12 +34,11 @@ the README's `## Data` section.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import tensorflow_datasets as tfds
 
 from resize_jax.data.generated import render
+from resize_jax.data.generated.builder import GeneratedBuilder, default_and_tiny
 
 CLASS_NAMES = ("white", "black", "yellow", "cyan")
 # The dot colours, one per class: all far from the red marker and from each other.
@@ -49,7 +48,6 @@ _DISTRACTOR_COLOURS = np.array(((0.1, 0.55, 0.1), (0.1, 0.15, 0.65), (0.1, 0.5, 
 _PERIOD = 4
 _MARKER_COLOUR = np.array((0.8, 0.1, 0.1), np.float32)
 _NUM_PATCHES = 4  # one marker + three distractors
-_SPLIT_SEEDS = {"train": 0, "test": 1}
 _SEED = 20250607
 
 
@@ -89,59 +87,22 @@ def make_example(seed: tuple[int, ...], size: int = 128) -> dict[str, np.ndarray
     }
 
 
-@dataclasses.dataclass
-class SmallDetailsConfig(tfds.core.BuilderConfig):
-    """Sizes of a `small_details` variant."""
-
-    image_size: int = 128
-    num_train: int = 4000
-    num_test: int = 1000
-
-
-class SmallDetails(tfds.core.GeneratorBasedBuilder):
+class SmallDetails(GeneratedBuilder):
     """Locally generated classification set: the class is the colour of dots on a red marker."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}  # noqa: RUF012 (TFDS class attribute)
-    BUILDER_CONFIGS = [  # noqa: RUF012 (TFDS class attribute)
-        SmallDetailsConfig(name="default", description="128×128, 4000 train / 1000 test."),
-        SmallDetailsConfig(
-            name="tiny",
-            description="128×128, 48 train / 24 test (tests).",
-            num_train=48,
-            num_test=24,
-        ),
-    ]
+    BUILDER_CONFIGS = default_and_tiny((4000, 1000), (48, 24))
+    SEED = _SEED
+    SUPERVISED_KEYS = ("image", "label")
 
-    def _info(self) -> tfds.core.DatasetInfo:
-        size = self.builder_config.image_size
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=__doc__,
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(shape=(size, size, 3)),
-                    "label": tfds.features.ClassLabel(names=CLASS_NAMES),
-                    "marker": tfds.features.BBoxFeature(),
-                }
-            ),
-            supervised_keys=("image", "label"),
-        )
-
-    def _split_generators(self, dl_manager):
-        del dl_manager  # Nothing to download: everything is generated.
-        cfg = self.builder_config
+    def features(self, size: int) -> dict:
         return {
-            "train": self._generate_examples("train", cfg.num_train),
-            "test": self._generate_examples("test", cfg.num_test),
+            "image": tfds.features.Image(shape=(size, size, 3)),
+            "label": tfds.features.ClassLabel(names=CLASS_NAMES),
+            "marker": tfds.features.BBoxFeature(),
         }
 
-    def _generate_examples(self, split: str, count: int):
-        size = self.builder_config.image_size
-
-        def make(index):
-            example = make_example((_SEED, _SPLIT_SEEDS[split], index), size)
-            example["marker"] = tfds.features.BBox(*example["marker"].tolist())
-            return example
-
-        return render.generate(make, count, ("image",))
+    def make_example(self, seed: tuple[int, ...], index: int, size: int) -> dict:
+        del index  # In the seed already.
+        example = make_example(seed, size)
+        example["marker"] = tfds.features.BBox(*example["marker"].tolist())
+        return example

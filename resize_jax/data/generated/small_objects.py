@@ -27,16 +27,14 @@ object sizes), which is the pipeline's default for it.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import tensorflow_datasets as tfds
 
 from resize_jax.data.generated import render
+from resize_jax.data.generated.builder import GeneratedBuilder, default_and_tiny
 
 CLASS_NAMES = ("background", "dot", "ring", "bar")
 IGNORE_LABEL = 255
-_SPLIT_SEEDS = {"train": 0, "test": 1}
 _SEED = 20250608
 
 
@@ -94,56 +92,20 @@ def make_example(seed: tuple[int, ...], size: int = 128) -> dict[str, np.ndarray
     return {"image": render.to_uint8(image), "segmentation_mask": labels[..., None]}
 
 
-@dataclasses.dataclass
-class SmallObjectsConfig(tfds.core.BuilderConfig):
-    """Sizes of a `small_objects` variant."""
-
-    image_size: int = 128
-    num_train: int = 2000
-    num_test: int = 500
-
-
-class SmallObjects(tfds.core.GeneratorBasedBuilder):
+class SmallObjects(GeneratedBuilder):
     """Locally generated segmentation set: dots, rings and bars a few pixels wide."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}  # noqa: RUF012 (TFDS class attribute)
-    BUILDER_CONFIGS = [  # noqa: RUF012 (TFDS class attribute)
-        SmallObjectsConfig(name="default", description="128×128, 2000 train / 500 test."),
-        SmallObjectsConfig(
-            name="tiny",
-            description="128×128, 24 train / 12 test (tests).",
-            num_train=24,
-            num_test=12,
-        ),
-    ]
+    BUILDER_CONFIGS = default_and_tiny((2000, 500), (24, 12))
+    SEED = _SEED
+    IMAGE_KEYS = ("image", "segmentation_mask")
+    SUPERVISED_KEYS = ("image", "segmentation_mask")
 
-    def _info(self) -> tfds.core.DatasetInfo:
-        size = self.builder_config.image_size
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=__doc__,
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(shape=(size, size, 3)),
-                    "segmentation_mask": tfds.features.Image(shape=(size, size, 1)),
-                }
-            ),
-            supervised_keys=("image", "segmentation_mask"),
-        )
-
-    def _split_generators(self, dl_manager):
-        del dl_manager  # Nothing to download: everything is generated.
-        cfg = self.builder_config
+    def features(self, size: int) -> dict:
         return {
-            "train": self._generate_examples("train", cfg.num_train),
-            "test": self._generate_examples("test", cfg.num_test),
+            "image": tfds.features.Image(shape=(size, size, 3)),
+            "segmentation_mask": tfds.features.Image(shape=(size, size, 1)),
         }
 
-    def _generate_examples(self, split: str, count: int):
-        size = self.builder_config.image_size
-        return render.generate(
-            lambda index: make_example((_SEED, _SPLIT_SEEDS[split], index), size),
-            count,
-            ("image", "segmentation_mask"),
-        )
+    def make_example(self, seed: tuple[int, ...], index: int, size: int) -> dict:
+        del index  # In the seed already.
+        return make_example(seed, size)

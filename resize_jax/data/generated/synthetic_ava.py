@@ -19,7 +19,6 @@ ratings file plus `<image id>.jpg` images, for the `name="ava"` reader.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import numpy as np
@@ -28,9 +27,9 @@ from PIL import Image
 
 from resize_jax.data import ava
 from resize_jax.data.generated import render
+from resize_jax.data.generated.builder import SPLIT_SEEDS, GeneratedBuilder, default_and_tiny
 
 MAX_SIGMA = 3.0
-_SPLIT_SEEDS = {"train": 0, "test": 1}
 _SEED = 20250609
 
 
@@ -91,7 +90,7 @@ def export_ava(directory: str, split: str = "test", count: int = 100, size: int 
     os.makedirs(image_dir, exist_ok=True)
     ratings = []
     for index in range(count):
-        ex = make_example((_SEED, _SPLIT_SEEDS[split], index), index, size)
+        ex = make_example((_SEED, SPLIT_SEEDS[split], index), index, size)
         Image.fromarray(ex["image"]).save(
             os.path.join(image_dir, f"{ex['image_id']}.jpg"), quality=95
         )
@@ -109,59 +108,21 @@ def export_ava(directory: str, split: str = "test", count: int = 100, size: int 
     return path
 
 
-@dataclasses.dataclass
-class SyntheticAvaConfig(tfds.core.BuilderConfig):
-    """Sizes of a `synthetic_ava` variant."""
-
-    image_size: int = 128
-    num_train: int = 2000
-    num_test: int = 500
-
-
-class SyntheticAva(tfds.core.GeneratorBasedBuilder):
+class SyntheticAva(GeneratedBuilder):
     """Locally generated AVA-format image-quality set; ratings fall with blur."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}  # noqa: RUF012 (TFDS class attribute)
-    BUILDER_CONFIGS = [  # noqa: RUF012 (TFDS class attribute)
-        SyntheticAvaConfig(name="default", description="128×128, 2000 train / 500 test."),
-        SyntheticAvaConfig(
-            name="tiny",
-            description="128×128, 24 train / 12 test (tests).",
-            num_train=24,
-            num_test=12,
-        ),
-    ]
+    BUILDER_CONFIGS = default_and_tiny((2000, 500), (24, 12))
+    SEED = _SEED
 
-    def _info(self) -> tfds.core.DatasetInfo:
-        size = self.builder_config.image_size
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=__doc__,
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(shape=(size, size, 3)),
-                    "rating_counts": tfds.features.Tensor(shape=(10,), dtype=np.int32),
-                    "tags": tfds.features.Tensor(shape=(2,), dtype=np.int32),
-                    "challenge": tfds.features.Scalar(dtype=np.int32),
-                    "image_id": tfds.features.Text(),
-                    "blur_sigma": tfds.features.Scalar(dtype=np.float32),
-                }
-            ),
-        )
-
-    def _split_generators(self, dl_manager):
-        del dl_manager  # Nothing to download: everything is generated.
-        cfg = self.builder_config
+    def features(self, size: int) -> dict:
         return {
-            "train": self._generate_examples("train", cfg.num_train),
-            "test": self._generate_examples("test", cfg.num_test),
+            "image": tfds.features.Image(shape=(size, size, 3)),
+            "rating_counts": tfds.features.Tensor(shape=(10,), dtype=np.int32),
+            "tags": tfds.features.Tensor(shape=(2,), dtype=np.int32),
+            "challenge": tfds.features.Scalar(dtype=np.int32),
+            "image_id": tfds.features.Text(),
+            "blur_sigma": tfds.features.Scalar(dtype=np.float32),
         }
 
-    def _generate_examples(self, split: str, count: int):
-        size = self.builder_config.image_size
-        return render.generate(
-            lambda index: make_example((_SEED, _SPLIT_SEEDS[split], index), index, size),
-            count,
-            ("image",),
-        )
+    def make_example(self, seed: tuple[int, ...], index: int, size: int) -> dict:
+        return make_example(seed, index, size)
