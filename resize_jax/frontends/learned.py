@@ -23,15 +23,19 @@ import jax.numpy as jnp
 from resize_jax import ops
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.ops.checks import check_choice, check_images, check_size_pair
+from resize_jax.ops.conv import conv_general_dilated
 
 
 def _conv(features: int, size: int, module: nn.Module, name: str) -> nn.Conv:
+    # ops.conv_general_dilated: XLA's convolution, except on CPU where these narrow layers
+    # run as native direct convolutions (ops/conv.py); same parameters either way.
     return nn.Conv(
         features,
         (size, size),
         padding="SAME",
         dtype=module.dtype,
         param_dtype=module.param_dtype,
+        conv_general_dilated=conv_general_dilated,
         name=name,
     )
 

@@ -9,6 +9,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from resize_jax.ops import native
+
 
 def _size(tree) -> int:
     # Works on arrays and on the ShapeDtypeStructs of `jax.eval_shape(model.init, ...)`.
@@ -73,8 +75,10 @@ def flops(
 
     The count is XLA's cost analysis of the compiled computation: a multiply-add counts as 2
     FLOPs, elementwise ops as 1 per element, and convolution padding is not counted. It
-    counts what actually runs, so e.g. `resize_jax.ops.resize`'s dense interpolation-matrix
-    products (upscaling, irregular factors) are counted in full, zero weights included.
+    counts the computation as XLA would run it (traced with `resize_jax.ops.native`
+    disabled: XLA cannot count inside the native kernels' custom calls), so e.g.
+    `resize_jax.ops.resize`'s dense interpolation-matrix products (upscaling, irregular
+    factors) are counted in full, zero weights included.
     Nothing is executed; `variables` may be the ShapeDtypeStructs from
     `jax.eval_shape(model.init, ...)`, so no weights are allocated.
 
@@ -95,4 +99,6 @@ def flops(
         raise ValueError(f"`input_shape` must be a tuple of positive ints, got {input_shape!r}.")
     x = jax.ShapeDtypeStruct(shape, dtype)
     forward = jax.jit(lambda v, images: apply_fn(v, images, **apply_kwargs))
-    return cost_analysis_flops(forward.lower(variables, x).compile().cost_analysis())
+    with native.disabled():
+        lowered = forward.lower(variables, x)
+    return cost_analysis_flops(lowered.compile().cost_analysis())
