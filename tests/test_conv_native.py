@@ -139,13 +139,32 @@ def test_vmap_and_sharded_batch():
     expected = numpy_conv(x, w)
     stacked = jax.vmap(conv.conv2d_same, in_axes=(0, None))(x.reshape(2, 4, 6, 10, 3), w)
     np.testing.assert_allclose(stacked.reshape(expected.shape), expected, rtol=1e-5, atol=1e-5)
+    # Per-example weights, and per-example weight gradients (vmap of grad): one call each.
+    ws = jnp.stack([w, 2 * w])
+    per_weight = jax.jit(jax.vmap(conv.conv2d_same, in_axes=(None, 0)))(x, ws)
+    np.testing.assert_allclose(per_weight[1], 2 * expected, rtol=1e-5, atol=1e-5)
+    loss = lambda w, x: jnp.sum(conv.conv2d_same(x[None], w) ** 2)
+    per_example = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0)))(w, x)
+    loss_xla = lambda w, x: jnp.sum(_xla(x[None], w) ** 2)
+    np.testing.assert_allclose(
+        per_example, jax.vmap(jax.grad(loss_xla), in_axes=(None, 0))(w, x), rtol=1e-4, atol=1e-4
+    )
+
     mesh = Mesh(np.array(jax.devices()), ("data",))
     xs = jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
     out = jax.jit(conv.conv2d_same)(xs, w)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
-    dw = jax.jit(jax.grad(lambda w, x: jnp.sum(conv.conv2d_same(x, w) ** 2)))(w, xs)
+    grad = jax.jit(jax.grad(lambda w, x: jnp.sum(conv.conv2d_same(x, w) ** 2)))
+    dw = grad(w, xs)
     dw_xla = jax.grad(lambda w: jnp.sum(_xla(x, w) ** 2))(w)
     np.testing.assert_allclose(dw, dw_xla, rtol=0, atol=2e-5 * float(jnp.max(jnp.abs(dw_xla))))
+    # Each device convolves its own shard: no gathered batch, per-shard custom calls, and the
+    # weight gradient summed across devices.
+    per_device = len(jax.devices())
+    compiled = grad.lower(w, xs).compile().as_text()
+    assert "all-gather" not in compiled and "all-reduce" in compiled
+    assert f"f32[{8 // per_device},6,10,16]{{3,2,1,0}} custom-call" in compiled
+    assert f"f32[{8 // per_device},5,5,3,16]{{4,3,2,1,0}} custom-call" in compiled
 
 
 @pytest.mark.timeout(300)

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.experimental.custom_partitioning import custom_partitioning
+from jax.sharding import NamedSharding, PartitionSpec
 
 from resize_jax.ops import native
 
@@ -52,18 +54,93 @@ def _native_forward(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     return _ffi("resize_jax_conv_vec_in", shape, _pad(x, size), jnp.swapaxes(w, 2, 3))
 
 
-def _native_weight_grad(x: jnp.ndarray, g: jnp.ndarray, size: int) -> jnp.ndarray:
-    """dw[ky, kx, ci, co] = Σ_{b,y,x} x_pad[b, y+ky, x+kx, ci] · g[b, y, x, co]."""
+# The native weight gradient returns one gradient per example (below); above this size it is
+# XLA's weight gradient instead.
+_PER_EXAMPLE_GRADIENT_BYTES = 64 << 20
+
+
+def _native_example_grads(x: jnp.ndarray, g: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
+    """f32[B, K, K, CI, CO]: example b's Σ_{y,x} x_pad[b, y+ky, x+kx, ci] · g[b, y, x, co].
+
+    Per-example sums keep the batch axis in the output, so the batch split of a sharded step
+    carries through this call and the sum over examples is XLA's (an all-reduce when sharded).
+    `w` only gives the kernel size.
+    """
+    size, batch = w.shape[0], x.shape[0]
     in_channels, out_channels = x.shape[-1], g.shape[-1]
     if out_channels % _LANES == 0:
-        shape = (size, size, in_channels, out_channels)
+        shape = (batch, size, size, in_channels, out_channels)
         return _ffi("resize_jax_conv_weight_grad", shape, _pad(x, size), g)
     # Vectorise over CI instead: with q = position in x, the same sum reads
     # Σ_q g_pad[q + (K-1-k)] · x[q], the kernel's weight gradient with the roles swapped and
     # the taps reversed.
-    shape = (size, size, out_channels, in_channels)
+    shape = (batch, size, size, out_channels, in_channels)
     swapped = _ffi("resize_jax_conv_weight_grad", shape, _pad(g, size), x)
-    return jnp.swapaxes(swapped[::-1, ::-1], 2, 3)
+    return jnp.swapaxes(swapped[:, ::-1, ::-1], 3, 4)
+
+
+# Sharding: an opaque custom call makes the SPMD partitioner gather the whole batch onto every
+# device. These rules keep the batch split as it comes, with the spatial and channel axes
+# replicated (a convolution's halo needs whole images).
+
+
+def _batch_axes(shape) -> str | tuple[str, ...] | None:
+    spec = shape.sharding.spec
+    return spec[0] if len(spec) else None
+
+
+def _batch_partitioned(fn, sharding_rule: str, num_batched: int):
+    """fn(*args) with its first `num_batched` arguments and its result split over the batch
+    axis and the remaining arguments replicated."""
+    wrapped = custom_partitioning(fn)
+
+    def partition(mesh, arg_shapes, result_shape):
+        del result_shape
+        # Any batched operand may carry the split (propagation can leave one replicated).
+        axes = next((a for a in map(_batch_axes, arg_shapes[:num_batched]) if a), None)
+        batch = NamedSharding(mesh, PartitionSpec(axes))
+        replicated = NamedSharding(mesh, PartitionSpec())
+        shardings = (batch,) * num_batched + (replicated,) * (len(arg_shapes) - num_batched)
+        return mesh, fn, batch, shardings
+
+    def infer(mesh, arg_shapes, result_shape):
+        del result_shape
+        return NamedSharding(mesh, PartitionSpec(_batch_axes(arg_shapes[0])))
+
+    wrapped.def_partition(
+        partition=partition, infer_sharding_from_operands=infer, sharding_rule=sharding_rule
+    )
+    return wrapped
+
+
+def _map_when_vmapped(fn, fold_first: bool):
+    """fn under `jax.vmap` (custom_partitioning has no batching rule): one call per element
+    (`lax.map`), or with `fold_first` and only the first argument vmapped, one call with the
+    vmapped axis folded into the batch."""
+    wrapped = jax.custom_batching.custom_vmap(fn)
+
+    @wrapped.def_vmap
+    def _rule(axis_size, in_batched, *args):
+        if fold_first and in_batched[0] and not any(in_batched[1:]):
+            x, *rest = args
+            out = wrapped(x.reshape(-1, *x.shape[2:]), *rest)
+            return out.reshape(axis_size, x.shape[1], *out.shape[1:]), True
+
+        def one(i):
+            return wrapped(*(a[i] if b else a for a, b in zip(args, in_batched, strict=True)))
+
+        return lax.map(one, jnp.arange(axis_size)), True
+
+    return wrapped
+
+
+_forward_cpu = _map_when_vmapped(
+    _batch_partitioned(_native_forward, "b h w i, k l i o -> b h w o", 1), fold_first=True
+)
+_example_grads_cpu = _map_when_vmapped(
+    _batch_partitioned(_native_example_grads, "b h w i, b h w o, k l i o -> b k l i o", 2),
+    fold_first=False,
+)
 
 
 def _on_cpu(native_fn, xla_fn, *args):
@@ -76,7 +153,7 @@ def _forward(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     if w.shape[0] == 1:
         # A 1x1 layer is a matrix product; XLA's is as fast as a direct loop (memory-bound).
         return _xla_conv(x, w)
-    return _on_cpu(_native_forward, _xla_conv, x, w)
+    return _on_cpu(_forward_cpu, _xla_conv, x, w)
 
 
 def _xla_weight_grad(x: jnp.ndarray, g: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
@@ -97,7 +174,11 @@ def _conv_native_bwd(residuals, g):
     # The input gradient of a SAME convolution is the SAME convolution of g with the kernel
     # flipped in space and transposed in channels (odd K, stride 1).
     dx = conv2d_same(g, jnp.swapaxes(w[::-1, ::-1], 2, 3))
-    dw = _on_cpu(lambda x, g, w: _native_weight_grad(x, g, w.shape[0]), _xla_weight_grad, x, g, w)
+    if x.shape[0] * w.size * 4 <= _PER_EXAMPLE_GRADIENT_BYTES:
+        native_fn = lambda x, g, w: jnp.sum(_example_grads_cpu(x, g, w), axis=0)
+        dw = _on_cpu(native_fn, _xla_weight_grad, x, g, w)
+    else:
+        dw = _xla_weight_grad(x, g, w)
     return dx, dw
 
 

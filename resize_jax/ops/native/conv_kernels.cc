@@ -15,7 +15,7 @@
 //   conv_vec_in:    out = conv(xpad, w), vectorised over CI (CI % 16 == 0, any CO);
 //                   w is passed as wt: [K, K, CO, CI].
 //   conv_weight_grad: dw[ky, kx, ci, co] = sum_{b,y,x} xpad[b, y+ky, x+kx, ci] g[b, y, x, co],
-//                   vectorised over CO (CO % 16 == 0).
+//                   vectorised over CO (CO % 16 == 0), one sum per group of examples.
 // Work is split over (batch, row) across XLA's intra-op thread pool.
 
 #include <algorithm>
@@ -267,7 +267,10 @@ ffi::Error ConvVecIn(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer w
   return Convolution(pool, xpad, weights_t, out, /*vectorise_input=*/true);
 }
 
-// xpad: [B, H+K-1, W+K-1, CI]; grad: [B, H, W, CO] -> dw: [K, K, CI, CO].
+// xpad: [B, H+K-1, W+K-1, CI]; grad: [B, H, W, CO] -> dw: [G, K, K, CI, CO], the weight
+// gradient of each of G consecutive groups of B / G examples. Per-group sums keep the batch
+// axis in the output, so an SPMD partitioner splits this call by batch like any batched op
+// and sums the groups with its own all-reduce.
 ffi::Error ConvWeightGrad(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer grad,
                           ffi::Result<ffi::AnyBuffer> dw) {
   for (auto [buffer, name] : {std::pair{&xpad, "xpad"}, std::pair{&grad, "grad"}}) {
@@ -276,9 +279,12 @@ ffi::Error ConvWeightGrad(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuf
   auto xd = xpad.dimensions();
   auto gd = grad.dimensions();
   auto dd = dw->dimensions();
-  Geometry g{gd[0], gd[1], gd[2], dd[0], xd[3], gd[3]};
-  if (dd[1] != g.k || dd[2] != g.ci || dd[3] != g.co || xd[0] != g.batch ||
-      xd[1] != g.padded_height() || xd[2] != g.padded_width()) {
+  if (dd.size() != 5) return ffi::Error::InvalidArgument("dw must be rank 5");
+  Geometry g{gd[0], gd[1], gd[2], dd[1], xd[3], gd[3]};
+  const int64_t groups = dd[0];
+  if (groups <= 0 || g.batch % groups != 0 || dd[2] != g.k || dd[3] != g.ci ||
+      dd[4] != g.co || xd[0] != g.batch || xd[1] != g.padded_height() ||
+      xd[2] != g.padded_width()) {
     return ffi::Error::InvalidArgument("inconsistent weight-gradient shapes");
   }
   if (g.co % kLanes != 0) {
@@ -287,22 +293,29 @@ ffi::Error ConvWeightGrad(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuf
   const float* x = reinterpret_cast<const float*>(xpad.untyped_data());
   const float* gr = reinterpret_cast<const float*>(grad.untyped_data());
   const int64_t size = g.k * g.k * g.ci * g.co;
-  // One private partial sum per chunk of rows, added in a fixed order: the result does not
-  // depend on thread scheduling.
-  const int64_t rows = g.batch * g.height;
-  const int64_t chunks = std::min<int64_t>(rows, 4 * std::max<int64_t>(1, pool.num_threads()));
-  std::vector<float> partial(chunks * size, 0.f);
-  parallel_for(pool, chunks, [&](int64_t chunk) {
-    float* acc = partial.data() + chunk * size;
-    for (int64_t r = chunk * rows / chunks; r < (chunk + 1) * rows / chunks; ++r) {
+  // Each group's rows are cut into chunks with private partial sums (enough chunks to keep
+  // every thread busy), added in a fixed order: the result does not depend on scheduling.
+  const int64_t group_rows = g.batch / groups * g.height;
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  const int64_t chunks = std::min<int64_t>(group_rows, (4 * threads + groups - 1) / groups);
+  std::vector<float> partial(groups * chunks * size, 0.f);
+  parallel_for(pool, groups * chunks, [&](int64_t task) {
+    const int64_t group = task / chunks, chunk = task % chunks;
+    float* acc = partial.data() + task * size;
+    const int64_t first = group * group_rows;
+    for (int64_t r = first + chunk * group_rows / chunks;
+         r < first + (chunk + 1) * group_rows / chunks; ++r) {
       wgrad_row(x, gr, acc, g, r / g.height, r % g.height);
     }
   });
   float* d = reinterpret_cast<float*>(dw->untyped_data());
-  std::copy(partial.begin(), partial.begin() + size, d);
-  for (int64_t c = 1; c < chunks; ++c) {
-    const float* p = partial.data() + c * size;
-    for (int64_t i = 0; i < size; ++i) d[i] += p[i];
+  for (int64_t group = 0; group < groups; ++group) {
+    const float* p = partial.data() + group * chunks * size;
+    float* out = d + group * size;
+    std::copy(p, p + size, out);
+    for (int64_t c = 1; c < chunks; ++c) {
+      for (int64_t i = 0; i < size; ++i) out[i] += p[c * size + i];
+    }
   }
   return ffi::Error::Success();
 }
