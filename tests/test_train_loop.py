@@ -56,8 +56,11 @@ def test_eight_devices_match_one_device(tmp_path):
     chex.assert_equal(jax.device_count(), 8)
     one = train_and_evaluate(train_fakes.tiny_config(num_devices=1), str(tmp_path / "one"))
     eight = train_and_evaluate(train_fakes.tiny_config(num_devices=8), str(tmp_path / "eight"))
+    # Sharded and unsharded sums round differently: one step's gradients differ by ~1e-6
+    # (relative, with XLA's convolutions and with the native kernels alike), and Adam turns
+    # that into loss differences of up to ~5e-5 over these steps; the tolerance is 4x that.
     np.testing.assert_allclose(
-        _losses(str(tmp_path / "one")), _losses(str(tmp_path / "eight")), atol=1e-5, rtol=1e-5
+        _losses(str(tmp_path / "one")), _losses(str(tmp_path / "eight")), atol=2e-4, rtol=2e-4
     )
     assert one.eval_metrics["count"] == eight.eval_metrics["count"] == train_fakes.NUM_EVAL
     sharding = eight.state.params["frontend"]["conv_in"]["kernel"].sharding

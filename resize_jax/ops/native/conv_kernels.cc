@@ -293,20 +293,19 @@ ffi::Error ConvWeightGrad(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuf
   const float* x = reinterpret_cast<const float*>(xpad.untyped_data());
   const float* gr = reinterpret_cast<const float*>(grad.untyped_data());
   const int64_t size = g.k * g.k * g.ci * g.co;
-  // Each group's rows are cut into chunks with private partial sums (enough chunks to keep
-  // every thread busy), added in a fixed order: the result does not depend on scheduling.
+  // Each group's rows are cut into fixed blocks with private partial sums, added in a fixed
+  // order: the result depends neither on thread scheduling nor on the thread count, so a
+  // batch split over devices gives every example the same gradient bits as on one device.
   const int64_t group_rows = g.batch / groups * g.height;
-  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  const int64_t chunks = std::min<int64_t>(group_rows, (4 * threads + groups - 1) / groups);
+  constexpr int64_t kBlockRows = 8;
+  const int64_t chunks = (group_rows + kBlockRows - 1) / kBlockRows;
   std::vector<float> partial(groups * chunks * size, 0.f);
   parallel_for(pool, groups * chunks, [&](int64_t task) {
     const int64_t group = task / chunks, chunk = task % chunks;
     float* acc = partial.data() + task * size;
-    const int64_t first = group * group_rows;
-    for (int64_t r = first + chunk * group_rows / chunks;
-         r < first + (chunk + 1) * group_rows / chunks; ++r) {
-      wgrad_row(x, gr, acc, g, r / g.height, r % g.height);
-    }
+    const int64_t first = group * group_rows + chunk * kBlockRows;
+    const int64_t last = std::min(first + kBlockRows, (group + 1) * group_rows);
+    for (int64_t r = first; r < last; ++r) wgrad_row(x, gr, acc, g, r / g.height, r % g.height);
   });
   float* d = reinterpret_cast<float*>(dw->untyped_data());
   for (int64_t group = 0; group < groups; ++group) {
