@@ -279,3 +279,15 @@ def test_build_goes_to_the_cache_directory(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "available True sum 8112.0" in result.stdout
     assert len(list(tmp_path.glob("conv_kernels-*.so"))) == 1
+
+
+@needs_compiler
+def test_gpu_and_tpu_lowerings_use_xla_convolutions():
+    # Lowering needs no accelerator: the same jitted gradient is XLA's convolution there.
+    x, w, _ = _random((2, 8, 8, 3), (7, 7, 3, 16))
+    grad = jax.jit(jax.grad(lambda w, x: jnp.sum(conv.conv2d_same(x, w) ** 2)))
+    traced = grad.trace(w, x)
+    assert "resize_jax_conv" in traced.lower(lowering_platforms=("cpu",)).as_text()
+    for platform in ("cuda", "tpu"):
+        text = traced.lower(lowering_platforms=(platform,)).as_text()
+        assert "resize_jax_conv" not in text and "convolution" in text
