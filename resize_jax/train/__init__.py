@@ -1,6 +1,19 @@
 """Training: train state, sharded steps, optimizers, checkpoints, metrics, the loop."""
 
-from resize_jax.train.loop import TrainResult, evaluate, train_and_evaluate
+from resize_jax.train.loop import (
+    TrainResult,
+    evaluate,
+    init_state,
+    jit_train_step,
+    train_and_evaluate,
+)
 from resize_jax.train.state import TrainState
 
-__all__ = ["TrainResult", "TrainState", "evaluate", "train_and_evaluate"]
+__all__ = [
+    "TrainResult",
+    "TrainState",
+    "evaluate",
+    "init_state",
+    "jit_train_step",
+    "train_and_evaluate",
+]

@@ -80,7 +80,9 @@ def _check_finite(step: int, metrics: dict[str, Any]) -> None:
             )
 
 
-def _init_state(model, tx, sample_images, seed, prng_impl, mesh) -> TrainState:
+def init_state(model, tx, sample_images, seed, prng_impl, mesh) -> TrainState:
+    """Step 0: the model's initial variables and `tx`'s state, replicated over `mesh`."""
+
     def init(images):
         key = functools.partial(jax.random.key, impl=prng_impl)
         variables = model.init(
@@ -97,6 +99,29 @@ def _init_state(model, tx, sample_images, seed, prng_impl, mesh) -> TrainState:
         )
 
     return jax.jit(init, out_shardings=sharding.replicated(mesh))(sample_images)
+
+
+def jit_train_step(config, model, task, tx, schedule, mesh):
+    """The loop's `train_step(state, batch) -> (state, metrics)`, jitted: the batch split over
+    `mesh`, the state replicated and donated, metrics replicated."""
+    replicated = sharding.replicated(mesh)
+    step = make_train_step(
+        model,
+        task,
+        tx,
+        schedule,
+        seed=config.seed,
+        prng_impl=config.get("prng_impl", "threefry2x32"),
+        frozen=optim.parse_paths(config.optimizer.get("freeze", "")),
+        call_kwargs=build.call_kwargs(model),
+        accumulation_steps=int(config.optimizer.get("accumulation_steps", 1)),
+    )
+    return jax.jit(
+        step,
+        in_shardings=(replicated, sharding.data_sharding(mesh)),
+        out_shardings=(replicated, replicated),
+        donate_argnums=(0,),
+    )
 
 
 def evaluate(eval_step, state, task, config, mesh) -> dict[str, float]:
@@ -133,7 +158,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
     abstract = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), sample)
     tx, schedule = optim.make_optimizer(config.optimizer, abstract["params"], num_steps)
     prng_impl = config.get("prng_impl", "threefry2x32")
-    state = _init_state(model, tx, sample, config.seed, prng_impl, mesh)
+    state = init_state(model, tx, sample, config.seed, prng_impl, mesh)
 
     manager = checkpoint.make_manager(workdir, max_to_keep=config.get("keep_checkpoints", 3))
     restored = checkpoint.restore_latest(manager, state) if manager.all_steps() else None
@@ -152,22 +177,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
 
     replicated = sharding.replicated(mesh)
     batch_sharding = sharding.data_sharding(mesh)
-    train_step = jax.jit(
-        make_train_step(
-            model,
-            task,
-            tx,
-            schedule,
-            seed=config.seed,
-            prng_impl=prng_impl,
-            frozen=optim.parse_paths(config.optimizer.get("freeze", "")),
-            call_kwargs=build.call_kwargs(model),
-            accumulation_steps=int(config.optimizer.get("accumulation_steps", 1)),
-        ),
-        in_shardings=(replicated, batch_sharding),
-        out_shardings=(replicated, replicated),
-        donate_argnums=(0,),
-    )
+    train_step = jit_train_step(config, model, task, tx, schedule, mesh)
     eval_step = jax.jit(
         make_eval_step(model, task),
         in_shardings=(replicated, batch_sharding),
