@@ -70,7 +70,7 @@ import optax  # noqa: E402
 from resize_jax import ops  # noqa: E402
 from resize_jax.frontends import FixedResizer, LearnedResizer  # noqa: E402
 from resize_jax.frontends.saliency import SaliencySampler  # noqa: E402
-from resize_jax.models.accounting import cost_analysis_flops  # noqa: E402
+from resize_jax.models.accounting import cost_analysis_flops, peak_bytes  # noqa: E402
 from resize_jax.ops import native  # noqa: E402
 
 # The reference's sub-commands and arguments per case (same batch, sizes, grid).
@@ -197,16 +197,8 @@ def _compiled(fn, state):
     with native.disabled():
         lowered = jax.jit(lambda s: fn(s)).lower(state)
     flops = cost_analysis_flops(lowered.compile().cost_analysis())
-    mem = compiled.memory_analysis()
-    peak = float("nan")
-    if mem is not None:
-        peak = (
-            mem.argument_size_in_bytes
-            + mem.output_size_in_bytes
-            + mem.temp_size_in_bytes
-            - mem.alias_size_in_bytes
-        )
-    return compiled, flops, peak
+    peak = peak_bytes(compiled)
+    return compiled, flops, float("nan") if peak is None else peak
 
 
 def _time(compiled, state, reps, warmup, threads_state):

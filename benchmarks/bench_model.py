@@ -41,6 +41,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from resize_jax import data, models
+from resize_jax.models.accounting import peak_bytes
 from resize_jax.train import build, init_state, jit_train_step, optim, sharding
 
 # Dense (no sparsity) peak FLOP/s per device in bf16, from the vendors' data sheets; the
@@ -160,15 +161,8 @@ def run(config, *, reps: int, warmup: int, num_classes: int, peak_tflops=None) -
     device = mesh.devices.flat[0]
     peak = peak_tflops or spec_peak_tflops(device.device_kind, dtype)
     matmul = matmul_flops_per_second(dtype, 2048 if device.platform == "cpu" else 8192)
-    memory = compiled.memory_analysis()
-    peak_mib = None
-    if memory is not None:
-        peak_mib = (
-            memory.argument_size_in_bytes
-            + memory.output_size_in_bytes
-            + memory.temp_size_in_bytes
-            - memory.alias_size_in_bytes
-        ) / 2**20
+    memory = peak_bytes(compiled)
+    peak_mib = None if memory is None else memory / 2**20
     return {
         "frontend": config.frontend.name,
         "backbone": config.model.name,

@@ -8,7 +8,7 @@ import pytest
 
 from resize_jax.frontends import FixedResizer, LearnedResizer
 from resize_jax.models import count_params, flops, get_model
-from resize_jax.models.accounting import cost_analysis_flops
+from resize_jax.models.accounting import cost_analysis_flops, peak_bytes
 from resize_jax.models.summary import build_table, format_table, match_size
 
 
@@ -148,3 +148,17 @@ def test_summary_compares_the_classifiers_only():
     # ENet predicts dense maps (and needs sides divisible by 8): not in the paper's table.
     assert "enet" not in classifier_names()
     assert {"resnet50", "small_cnn"} <= set(classifier_names())
+
+
+def test_peak_bytes_counts_arguments_outputs_and_donation():
+    x = jax.ShapeDtypeStruct((1000,), jnp.float32)
+    kept = peak_bytes(jax.jit(lambda a: a * 2).lower(x).compile())
+    donated = peak_bytes(jax.jit(lambda a: a * 2, donate_argnums=0).lower(x).compile())
+    assert kept >= 8000  # 4000 bytes in, 4000 out.
+    assert donated == kept - 4000  # The output reuses the donated input.
+
+    class NoAnalysis:
+        def memory_analysis(self):
+            return None
+
+    assert peak_bytes(NoAnalysis()) is None

@@ -63,6 +63,21 @@ def cost_analysis_flops(analysis) -> float:
     return float(sum(a.get("flops", 0.0) for a in analysis))
 
 
+def peak_bytes(compiled) -> int | None:
+    """Device memory a compiled computation needs, from XLA's buffer assignment: arguments +
+    outputs + temporaries, minus the buffers donated inputs alias. None when the backend
+    reports no memory analysis. `compiled`: a `jax.stages.Compiled`."""
+    memory = compiled.memory_analysis()
+    if memory is None:
+        return None
+    return int(
+        memory.argument_size_in_bytes
+        + memory.output_size_in_bytes
+        + memory.temp_size_in_bytes
+        - memory.alias_size_in_bytes
+    )
+
+
 def flops(
     apply_fn: Callable[..., Any],
     variables: Any,
