@@ -42,7 +42,7 @@ from ml_collections import config_flags
 
 from resize_jax import data, models
 from resize_jax.models.accounting import peak_bytes
-from resize_jax.train import build, init_state, jit_train_step, optim, sharding
+from resize_jax.train import build, init_training, jit_train_step, sharding
 
 # Dense (no sparsity) peak FLOP/s per device in bf16, from the vendors' data sheets; the
 # first matching substring of `device_kind` wins (so "H100 PCIe" before "H100").
@@ -133,12 +133,9 @@ def run(config, *, reps: int, warmup: int, num_classes: int, peak_tflops=None) -
     batch = sharding.global_batch(synthetic_batch(config, info, config.batch_size), mesh)
 
     sample = np.zeros((1, *info.image_shape), np.float32)
-    abstract = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), sample)
-    tx, schedule = optim.make_optimizer(
-        config.optimizer, abstract["params"], int(config.num_train_steps)
-    )
-    prng_impl = config.get("prng_impl", "threefry2x32")
-    state = init_state(model, tx, sample, config.seed, prng_impl, mesh)
+    state, tx, schedule = init_training(config, model, sample, mesh)
+    # Per image, native kernels excluded (module docstring); before the steps donate `state`.
+    forward_flops = models.flops(model.apply, state.variables, sample.shape, train=False)
     train_step = jit_train_step(config, model, task, tx, schedule, mesh)
     compiled = train_step.lower(state, batch).compile()
 
@@ -153,9 +150,6 @@ def run(config, *, reps: int, warmup: int, num_classes: int, peak_tflops=None) -
         times.append(time.perf_counter() - start)
     step_seconds = statistics.median(times)
 
-    forward_flops = models.flops(
-        model.apply, abstract, sample.shape, train=False
-    )  # per image, native kernels excluded (module docstring)
     model_flops = 3 * forward_flops * config.batch_size / step_seconds
     dtype = build.compute_dtype(config)
     device = mesh.devices.flat[0]

@@ -3,7 +3,7 @@
 from resize_jax.train.loop import (
     TrainResult,
     evaluate,
-    init_state,
+    init_training,
     jit_train_step,
     train_and_evaluate,
 )
@@ -13,7 +13,7 @@ __all__ = [
     "TrainResult",
     "TrainState",
     "evaluate",
-    "init_state",
+    "init_training",
     "jit_train_step",
     "train_and_evaluate",
 ]

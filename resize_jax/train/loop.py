@@ -80,16 +80,28 @@ def _check_finite(step: int, metrics: dict[str, Any]) -> None:
             )
 
 
-def init_state(model, tx, sample_images, seed, prng_impl, mesh) -> TrainState:
-    """Step 0: the model's initial variables and `tx`'s state, replicated over `mesh`."""
+def _prng_impl(config) -> str:
+    return config.get("prng_impl", "threefry2x32")
+
+
+def init_training(config, model, sample_images, mesh):
+    """Step 0 of `config`'s run: `(state, tx, schedule)`, the optimizer and learning-rate
+    schedule built from `config.optimizer` and the state (the model's initial variables and
+    the optimizer's state) replicated over `mesh`. sample_images: f[1, H, W, C]."""
+    key = functools.partial(jax.random.key, impl=_prng_impl(config))
+
+    def init_variables(images):
+        return model.init(
+            {"params": key(config.seed), "dropout": key(config.seed + 1)}, images, train=False
+        )
+
+    abstract = jax.eval_shape(init_variables, sample_images)
+    tx, schedule = optim.make_optimizer(
+        config.optimizer, abstract["params"], int(config.num_train_steps)
+    )
 
     def init(images):
-        key = functools.partial(jax.random.key, impl=prng_impl)
-        variables = model.init(
-            {"params": key(seed), "dropout": key(seed + 1)},
-            images,
-            train=False,
-        )
+        variables = init_variables(images)
         params = variables["params"]
         return TrainState(
             step=jax.numpy.zeros((), jax.numpy.int32),
@@ -98,7 +110,8 @@ def init_state(model, tx, sample_images, seed, prng_impl, mesh) -> TrainState:
             opt_state=tx.init(params),
         )
 
-    return jax.jit(init, out_shardings=sharding.replicated(mesh))(sample_images)
+    state = jax.jit(init, out_shardings=sharding.replicated(mesh))(sample_images)
+    return state, tx, schedule
 
 
 def jit_train_step(config, model, task, tx, schedule, mesh):
@@ -111,7 +124,7 @@ def jit_train_step(config, model, task, tx, schedule, mesh):
         tx,
         schedule,
         seed=config.seed,
-        prng_impl=config.get("prng_impl", "threefry2x32"),
+        prng_impl=_prng_impl(config),
         frozen=optim.parse_paths(config.optimizer.get("freeze", "")),
         call_kwargs=build.call_kwargs(model),
         accumulation_steps=int(config.optimizer.get("accumulation_steps", 1)),
@@ -155,10 +168,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
     train_batches = data.train_iterator(config.data, batch_size=per_process_batch, seed=config.seed)
     first = next(train_batches)
     sample = np.zeros((1, *first["image"].shape[1:]), first["image"].dtype)
-    abstract = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), sample)
-    tx, schedule = optim.make_optimizer(config.optimizer, abstract["params"], num_steps)
-    prng_impl = config.get("prng_impl", "threefry2x32")
-    state = init_state(model, tx, sample, config.seed, prng_impl, mesh)
+    state, tx, schedule = init_training(config, model, sample, mesh)
 
     manager = checkpoint.make_manager(workdir, max_to_keep=config.get("keep_checkpoints", 3))
     restored = checkpoint.restore_latest(manager, state) if manager.all_steps() else None
