@@ -156,7 +156,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
     info = data.get_info(config.data)
     build.validate_config(config, info, mesh.size)
     if jax.process_index() == 0:
-        # The run's own record of its config: `resize_jax.report` and `resize_jax.apply`
+        # The run's own record of its config: `resize_jax.tools.report` and `resize_jax.tools.apply`
         # rebuild the model from it, from the workdir alone.
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "config.json"), "w") as f:
