@@ -8,12 +8,13 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from resize_jax import ops
+from resize_jax.frontends.base import FrontEnd
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.ops.checks import check_choice, check_images, check_size_pair
 
 
 @register_frontend("fixed")
-class FixedResizer(nn.Module):
+class FixedResizer(FrontEnd):
     """Resizes with a fixed kernel; no parameters.
 
     Attributes:
@@ -35,9 +36,9 @@ class FixedResizer(nn.Module):
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, images: jnp.ndarray, *, train: bool = False):
+    def __call__(self, images: jnp.ndarray, *, train: bool = False, step=None):
         """images: f[B, H, W, C] → (f[B, out_h, out_w, C], {})."""
-        del train  # A fixed resize behaves the same in training and evaluation.
+        del train, step  # A fixed resize behaves the same in training and evaluation.
         check_images(images)
         resized = ops.resize(
             images.astype(self.dtype),

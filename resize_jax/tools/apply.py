@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
+from resize_jax import ops
 from resize_jax.train.workdir import TrainedRun, describe, load_run
 
 
@@ -115,10 +116,10 @@ def apply(workdir: str, paths: Sequence[str], out: str) -> list[dict]:
     low, high = value_range
     shown = figures.to_display(images, value_range)
     seen = figures.to_display(np.asarray(aux["resized"]), value_range)
-    grid = aux.get("grid")
-    if grid is not None and hasattr(grid, "x"):  # SeparableGrid → dense f[B, h, w, 2]
-        x, y = np.asarray(grid.x), np.asarray(grid.y)
-        grid = np.stack(np.broadcast_arrays(x[:, None, :], y[:, :, None]), axis=-1)
+    frontend_aux = aux["frontend"]
+    grid = frontend_aux.get("grid")
+    if isinstance(grid, ops.SeparableGrid):
+        grid = ops.separable_to_grid(grid)
     results = []
     for i, name in enumerate(_names(paths)):
         files = [os.path.join(out, f"{name}_{kind}.png") for kind in ("input", "seen", "panel")]
@@ -128,17 +129,18 @@ def apply(workdir: str, paths: Sequence[str], out: str) -> list[dict]:
         panels = [(f"input {images.shape[1]}×{images.shape[2]}", shown[i])]
         panels.append((f"what the network sees {h}×{w}", seen[i]))
         title = f"{os.path.basename(paths[i])} through {describe(run.config)} ({workdir})"
-        if "skip" in aux:
-            difference = (np.asarray(aux["resized"][i]) - np.asarray(aux["skip"][i])) / (high - low)
+        if "skip" in frontend_aux:
+            skip = np.asarray(frontend_aux["skip"][i])
+            difference = (np.asarray(aux["resized"][i]) - skip) / (high - low)
             gain = 0.5 / (float(np.max(np.abs(difference))) or 1.0)
             panels.append(
                 (f"minus skip path (×{gain:.2g})", np.clip(0.5 + gain * difference, 0, 1))
             )
-        if grid is not None and "saliency" in aux:
+        if grid is not None and "saliency" in frontend_aux:
             figures.saliency(
                 files[2],
                 shown[i : i + 1],
-                np.asarray(aux["saliency"][i : i + 1]),
+                np.asarray(frontend_aux["saliency"][i : i + 1]),
                 np.asarray(grid[i : i + 1]),
                 seen[i : i + 1],
                 title=title,

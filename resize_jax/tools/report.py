@@ -38,6 +38,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from resize_jax import ops
 from resize_jax.train.workdir import (
     CONFIG_FILE,
     TrainedRun,
@@ -405,11 +406,12 @@ def render_markdown(runs: Sequence[Run], groups: Sequence[dict], figures: Sequen
 def _forward(run: TrainedRun, images: np.ndarray) -> dict:
     apply = jax.jit(lambda v, x: run.model.apply(v, x, train=False))
     _, aux = apply(run.variables, images)
-    grid = aux.get("grid")
-    if grid is not None and hasattr(grid, "x"):  # SeparableGrid → dense f[B, h, w, 2]
-        x, y = np.asarray(grid.x), np.asarray(grid.y)
-        grid = np.stack(np.broadcast_arrays(x[:, None, :], y[:, :, None]), axis=-1)
-    out = {k: np.asarray(v) for k, v in aux.items() if k in ("resized", "skip", "saliency")}
+    frontend_aux = aux["frontend"]
+    grid = frontend_aux.get("grid")
+    if isinstance(grid, ops.SeparableGrid):
+        grid = ops.separable_to_grid(grid)
+    out = {k: np.asarray(v) for k, v in frontend_aux.items() if k in ("skip", "saliency")}
+    out["resized"] = np.asarray(aux["resized"])
     if grid is not None:
         out["grid"] = np.asarray(grid)
     return out

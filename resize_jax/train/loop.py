@@ -80,15 +80,11 @@ def _check_finite(step: int, metrics: dict[str, Any]) -> None:
             )
 
 
-def _prng_impl(config) -> str:
-    return config.get("prng_impl", "threefry2x32")
-
-
 def init_training(config, model, sample_images, mesh):
     """Step 0 of `config`'s run: `(state, tx, schedule)`, the optimizer and learning-rate
     schedule built from `config.optimizer` and the state (the model's initial variables and
     the optimizer's state) replicated over `mesh`. sample_images: f[1, H, W, C]."""
-    key = functools.partial(jax.random.key, impl=_prng_impl(config))
+    key = functools.partial(jax.random.key, impl=config.prng_impl)
 
     def init_variables(images):
         return model.init(
@@ -124,9 +120,8 @@ def jit_train_step(config, model, task, tx, schedule, mesh):
         tx,
         schedule,
         seed=config.seed,
-        prng_impl=_prng_impl(config),
+        prng_impl=config.prng_impl,
         frozen=optim.parse_paths(config.optimizer.get("freeze", "")),
-        call_kwargs=build.call_kwargs(model),
         accumulation_steps=int(config.optimizer.get("accumulation_steps", 1)),
     )
     return jax.jit(
@@ -161,7 +156,8 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-    model, task = build.build_model(config, info), build.build_task(config)
+    model = build.build_model(config, info)
+    task = build.build_task(config, model)
     num_steps = int(config.num_train_steps)
     per_process_batch = config.batch_size // jax.process_count()
 
