@@ -25,11 +25,9 @@ retrained.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging as std_logging
 import os
-import pathlib
 import shutil
 import sys
 import time
@@ -46,11 +44,10 @@ RUNS = {
     "saliency": ("saliency sampler", "frontend=saliency"),
     "full_res": ("full resolution, no front-end", "frontend=none"),
 }
-# Blur pretraining over the first quarter of the steps, as in the paper's code (and
-# configs/default.py). The sampler itself is configs/default.py's: the paper's Gaussian
-# (FWHM 13 cells, 31×31 grid) and blur (σ up to 3 px), with antialiased sampling, without
-# which it starts zooming anywhere from step 100 to not at all (README, Demo section).
-SALIENCY_BLUR_FRACTION = 0.25
+# The sampler is the default experiment's (resize_jax.train.default_config): the paper's
+# Gaussian (FWHM 13 cells, 31×31 grid) and blur (σ up to 3 px) over the first quarter of the
+# steps, with antialiased sampling, without which it starts zooming anywhere from step 100
+# to not at all (README, Demo section).
 # Training cost per image (CPU milliseconds, forward + backward, measured on a 2-core x86 VM)
 # and a fixed cost per run (start-up, compilation, evaluation), in CPU seconds: only for the
 # demo's overall ETA before the first run has finished.
@@ -58,28 +55,12 @@ _COST_MS = {"fixed": 2.2, "saliency": 2.4, "learned": 17.0, "none": 35.0}
 _RUN_OVERHEAD_S = 17.0
 
 
-def default_config_file() -> pathlib.Path:
-    """configs/default.py of this checkout (the demo's experiments are its variants)."""
-    return pathlib.Path(__file__).resolve().parents[2] / "configs" / "default.py"
-
-
-def _load_default_config_module():
-    path = default_config_file()
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing: the demo runs from a checkout of the repository "
-            "(pip install -e .), whose configs/ it uses."
-        )
-    spec = importlib.util.spec_from_file_location("resize_jax_demo_default_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def make_config(run: str, args: argparse.Namespace, seed: int):
     """The config of demo run `run` for `seed`: configs/default.py plus the demo's settings."""
+    from resize_jax.train import default_config
+
     _, arg = RUNS[run]
-    config = _load_default_config_module().get_config(arg)
+    config = default_config.get_config(arg)
     config.seed = seed
     config.data.name = args.dataset
     data_dir = args.data_dir or os.path.join(args.out, "tensorflow_datasets")
@@ -94,11 +75,9 @@ def make_config(run: str, args: argparse.Namespace, seed: int):
     config.checkpoint_every_steps = 0
     config.keep_checkpoints = 1
     config.optimizer.learning_rate = args.learning_rate
-    config.optimizer.warmup_steps = min(config.optimizer.warmup_steps, args.steps // 10)
+    config.optimizer.warmup_steps = min(50, args.steps // 10)
     if config.frontend.name in ("learned", "saliency") and args.frontend_lr_multiplier != 1.0:
         config.optimizer.lr_multipliers = f"frontend:{args.frontend_lr_multiplier:g}"
-    if config.frontend.name == "saliency":
-        config.frontend.blur_steps = int(args.steps * SALIENCY_BLUR_FRACTION)
     return config
 
 
