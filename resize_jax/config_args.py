@@ -92,6 +92,9 @@ def training_defaults() -> ml_collections.ConfigDict:
       checkpoint_every_steps (0 = only at the end), keep_checkpoints.
       init_from / init_parts: another run's workdir and the top-level parts to load from it
         ("backbone", "frontend", or both), for two-stage training and resizer transfer.
+      resume_changes: the fields allowed to differ from the config saved in the workdir
+        when a run resumes ("num_train_steps,optimizer.learning_rate"); any other
+        difference is refused (docs/reliability.md).
       dtype: "float32" or "bfloat16" computation (parameters and optimizer state stay f32).
       num_devices: -1 for every device, or the first N (single-process experiments).
       distributed: multi-host set-up; `enabled=True` calls `jax.distributed.initialize` with
@@ -118,6 +121,7 @@ def training_defaults() -> ml_collections.ConfigDict:
     config.preemption_check_every_steps = 10
     config.init_from = ""
     config.init_parts = ""
+    config.resume_changes = ""
     config.dtype = "float32"
     config.num_devices = -1
     config.distributed = ml_collections.ConfigDict(

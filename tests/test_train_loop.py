@@ -76,7 +76,8 @@ def test_stopped_and_resumed_equals_uninterrupted(tmp_path):
     assert stopped.preempted and int(stopped.state.step) == 6
     with checkpoint.make_manager(str(tmp_path / "resumed")) as manager:
         assert manager.latest_step() == 6
-    resumed = train_and_evaluate(train_fakes.tiny_config(), str(tmp_path / "resumed"))
+    config = train_fakes.tiny_config(resume_changes="data.fake_sigterm_at_batch")
+    resumed = train_and_evaluate(config, str(tmp_path / "resumed"))
     assert not resumed.preempted and int(resumed.state.step) == 8
     _assert_trees_equal(straight.state.params, resumed.state.params)
     _assert_trees_equal(straight.state.batch_stats, resumed.state.batch_stats)
@@ -141,7 +142,7 @@ def test_nan_stops_training_naming_the_step_and_keeps_last_checkpoint(tmp_path):
     config = train_fakes.tiny_config(**{"data.fake_nan_at_batch": 6})
     with pytest.raises(FloatingPointError, match=r"Non-finite loss .* at step 6"):
         train_and_evaluate(config, str(tmp_path))
-    clean = train_fakes.tiny_config()
+    clean = train_fakes.tiny_config(resume_changes="data.fake_nan_at_batch")
     restored = train_and_evaluate(clean, str(tmp_path))
     # It resumed from the step-4 checkpoint, which is finite, and finished.
     assert int(restored.state.step) == 8
