@@ -237,4 +237,27 @@ def test_train_step_too_large_for_the_device_is_refused_before_running(tmp_path,
     monkeypatch.setattr(memory_check, "device_memory_bytes", lambda device=None: 1 << 16)
     with pytest.raises(ValueError, match=r"GiB per device.*`config.frontend.output_shape`"):
         train_and_evaluate(_config(), str(tmp_path))
-    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "config.json").exists()
+    assert not os.listdir(tmp_path / "checkpoints")
+
+
+def test_command_line_typo_names_the_field_and_the_closest_one(tmp_path):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = [
+        sys.executable,
+        os.path.join(root, "train.py"),
+        "--config",
+        os.path.join(root, "configs", "default.py") + ":frontend=learned,runlocal",
+        "--workdir",
+        str(tmp_path / "w"),
+        "--config.frontend.num_res_block=2",
+    ]
+    env = {**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "`config.frontend.num_res_block` is not a field of the config" in done.stderr
+    assert "Did you mean `config.frontend.num_res_blocks`?" in done.stderr
+    assert not (tmp_path / "w").exists()

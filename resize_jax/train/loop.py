@@ -122,9 +122,10 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
     """Trains `config.num_train_steps` steps with periodic eval/checkpoints; resumes if it can.
 
     Before anything is written to `workdir`, the config passes `config_check`. Then the
-    workdir is locked, the model is built, initialised and its step compiled, a resumed
-    run's config is compared with the saved one before `config.json` is rewritten, and
-    SIGTERM/SIGINT stop the run cleanly until it returns (docs/reliability.md).
+    workdir is locked, the model is built (its modules check their fields), a resumed run's
+    config is compared with the saved one, the step is compiled, and only then is
+    `config.json` rewritten. SIGTERM/SIGINT stop the run cleanly until it returns
+    (docs/reliability.md).
     """
     workdir = workdir_lib.check_workdir(workdir)
     config_check.check_config(config)
@@ -142,16 +143,17 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
         sample = np.zeros((1, *first["image"].shape[1:]), first["image"].dtype)
         with config_check.naming_fields(config):
             model, task = build.build_model(config, info), build.build_task(config)
-            state, tx, schedule = init_training(config, model, sample, mesh)
-            train_step = memory_check.compile_checked(
-                jit_train_step(config, model, task, tx, schedule, mesh),
-                (state, sharding.global_batch(first, mesh)),
-                config,
-            )
         store = checkpoint.CheckpointStore(workdir, max_to_keep=config.get("keep_checkpoints", 3))
         stop.preemption_service = store.reached_preemption
         try:
             workdir_lib.check_resume(config, workdir, has_checkpoint=bool(store.all_steps()))
+            with config_check.naming_fields(config):
+                state, tx, schedule = init_training(config, model, sample, mesh)
+                train_step = memory_check.compile_checked(
+                    jit_train_step(config, model, task, tx, schedule, mesh),
+                    (state, sharding.global_batch(first, mesh)),
+                    config,
+                )
             restored = store.restore_latest(state)
             workdir_lib.write_config(config, workdir)
             if restored is not None:
