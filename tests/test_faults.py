@@ -15,6 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from resize_jax import frontends, ops
 from resize_jax.train import checkpoint, config_check, train_and_evaluate
 from resize_jax.train import workdir as workdir_lib
 from tests import train_fakes
@@ -261,3 +262,89 @@ def test_command_line_typo_names_the_field_and_the_closest_one(tmp_path):
     assert "`config.frontend.num_res_block` is not a field of the config" in done.stderr
     assert "Did you mean `config.frontend.num_res_blocks`?" in done.stderr
     assert not (tmp_path / "w").exists()
+
+
+# Ops and modules: bad arguments refused by name, NaN kept local, layouts flagged.
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ops.resize(np.zeros((1, 8, 8, 3)), (4, 4), antialias="no"),
+        lambda: frontends.FixedResizer((4, 4), antialias="no"),
+        lambda: frontends.LearnedResizer((4, 4), antialias="no"),
+        lambda: frontends.SaliencySampler((4, 4), antialias="no"),
+    ],
+)
+def test_string_for_antialias_is_refused(make):
+    with pytest.raises(ValueError, match=r"`antialias` must be True or False, got 'no'"):
+        make()
+
+
+def test_string_for_separable_is_refused():
+    saliency = np.full((1, 4, 4), 1 / 16, np.float32)
+    with pytest.raises(ValueError, match=r"`separable` must be True or False, got 'no'"):
+        ops.saliency_grid(saliency, (8, 8), separable="no")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bn_epsilon": -1.0}, r"`bn_epsilon` must be a positive number, got -1.0"),
+        ({"bn_momentum": 5.0}, r"`bn_momentum` must be in \[0, 1\], got 5.0"),
+    ],
+)
+def test_learned_resizer_batch_norm_settings_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        frontends.LearnedResizer((4, 4), **kwargs)
+
+
+def _mirrored_grid(batch=2, h=6, w=7):
+    grid = np.asarray(ops.identity_grid(batch, h, w, np.float32)).copy()
+    grid[1, ..., 0] = grid[1, :, ::-1, 0]  # Batch item 1 mirrored left-right.
+    return grid
+
+
+def test_invert_grid_refuses_a_mirrored_grid_and_is_nan_under_jit():
+    grid = _mirrored_grid()
+    with pytest.raises(ValueError, match=r"`grid` must be monotone.*batch items \[1\]"):
+        ops.invert_grid(grid, (6, 7))
+    separable = ops.SeparableGrid(x=grid[:, 0, :, 0], y=grid[:, :, 0, 1])
+    with pytest.raises(ValueError, match=r"`grid` must be monotone.*batch items \[1\]"):
+        ops.invert_grid(separable, (6, 7))
+    traced = jax.jit(lambda g: ops.invert_grid(g, (6, 7)))(separable)
+    assert np.isfinite(np.asarray(traced.x[0])).all() and np.isnan(np.asarray(traced.x[1])).all()
+
+
+def test_nan_image_is_blamed_on_images_not_the_saliency_map():
+    images = np.zeros((1, 16, 16, 3), np.float32)
+    sampler = frontends.SaliencySampler(
+        (8, 8), saliency_input_shape=(16, 16), grid_shape=(4, 4), pad=2
+    )
+    variables = sampler.init(jax.random.key(0), images)
+    images[0, 3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match=r"`images` must be finite"):
+        sampler.apply(variables, images)
+
+
+def test_nearest_resize_keeps_one_nan_pixel_local():
+    images = np.random.default_rng(0).random((1, 9, 11, 2)).astype(np.float32)
+    images[0, 4, 5, 0] = np.nan
+    for shape in ((5, 7), (20, 23), (9, 4)):
+        ours = np.asarray(ops.resize(images, shape, method="nearest"))
+        reference = np.asarray(jax.image.resize(images, (1, *shape, 2), "nearest"))
+        np.testing.assert_array_equal(np.isnan(ours), np.isnan(reference))
+        # At most the outputs that copy the NaN pixel (none when downscaling skips it).
+        assert np.isnan(ours).sum() <= np.ceil(shape[0] / 9) * np.ceil(shape[1] / 11)
+        assert np.isnan(ours).any() or shape[1] < 11  # Only a downscale can skip the pixel.
+        np.testing.assert_array_equal(ours[..., 1], reference[..., 1])
+
+
+def test_nchw_batch_gets_a_layout_warning_and_nhwc_none():
+    import warnings
+
+    with pytest.warns(UserWarning, match=r"\(2, 3, 97, 131\), which looks like NCHW"):
+        ops.resize(np.zeros((2, 3, 97, 131), np.float32), (32, 32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ops.resize(np.zeros((2, 97, 131, 3), np.float32), (32, 32))

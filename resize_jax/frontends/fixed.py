@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from resize_jax import ops
 from resize_jax.frontends.registry import register_frontend
-from resize_jax.ops.checks import check_choice, check_images, check_size_pair
+from resize_jax.ops.checks import check_bool, check_choice, check_images, check_size_pair
 
 
 @register_frontend("fixed")
@@ -32,12 +32,13 @@ class FixedResizer(nn.Module):
     def __post_init__(self):
         check_size_pair(self.output_shape, "output_shape")
         check_choice(self.method, "method", ops.METHODS)
+        check_bool(self.antialias, "antialias")
         super().__post_init__()
 
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False):
         """images: f[B, H, W, C] → (f[B, out_h, out_w, C], {})."""
-        del train  # A fixed resize behaves the same in training and evaluation.
+        check_bool(train, "train")  # Unused: a fixed resize is the same in training and eval.
         check_images(images)
         resized = ops.resize(
             images.astype(self.dtype),

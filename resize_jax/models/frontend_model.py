@@ -7,6 +7,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from resize_jax.ops.checks import check_bool
+
 
 class FrontEndModel(nn.Module):
     """images → front-end → backbone.
@@ -35,6 +37,7 @@ class FrontEndModel(nn.Module):
         `frontend_kwargs` go to the front-end only (e.g. `step=` for the saliency sampler's
         blur schedule); without a front-end they are ignored.
         """
+        check_bool(train, "train")
         if self.frontend is None:
             resized, frontend_aux = images, {}
         else:

@@ -131,16 +131,52 @@ def invert_grid(grid, input_shape: tuple[int, int], *, iterations: int = 4):
 
     Raises:
       ValueError: naming the argument, for a grid of the wrong rank, dtype or last
-        dimension, a bad `input_shape` or a negative `iterations`.
+        dimension, a folded or mirrored grid (checked when not traced; under `jit` its
+        inverse is NaN), a bad `input_shape` or a negative `iterations`.
     """
     height, width = check_size_pair(input_shape, "input_shape")
     if isinstance(grid, SeparableGrid):
         check_separable_grid(grid, "grid")
-        return _invert_separable_jit(grid, height, width)
+        folded = _check_monotone(grid)
+        inverse = _invert_separable_jit(grid, height, width)
+        return SeparableGrid(*(_nan_where(folded, part) for part in inverse))
     check_grid(grid)
     iterations = _check_iterations(iterations)
     grid = grid.astype(jnp.promote_types(grid.dtype, jnp.float32))
-    return _invert_dense_jit(grid, height, width, iterations)
+    folded = _check_monotone(grid)
+    return _nan_where(folded, _invert_dense_jit(grid, height, width, iterations))
+
+
+# How far (in grid units, [-1, 1] across the image) a coordinate may step backwards and still
+# count as monotone: rounding in a saliency grid is ~1e-7; a mirrored or folded grid steps
+# back by a whole pixel, 2 / (side - 1).
+_FOLD_TOLERANCE = 1e-4
+
+
+def _check_monotone(grid) -> jnp.ndarray:
+    """bool[B]: True for the grids that are folded or mirrored (x decreasing along an output
+    row, or y along an output column): such a grid has no inverse. Raises ValueError when
+    the values are known; under tracing the caller returns NaN for those batch items."""
+    if isinstance(grid, SeparableGrid):
+        x, y = grid.x, grid.y
+        folded = jnp.any(jnp.diff(x, axis=1) < -_FOLD_TOLERANCE, axis=1)
+        folded |= jnp.any(jnp.diff(y, axis=1) < -_FOLD_TOLERANCE, axis=1)
+    else:
+        folded = jnp.any(jnp.diff(grid[..., 0], axis=2) < -_FOLD_TOLERANCE, axis=(1, 2))
+        folded |= jnp.any(jnp.diff(grid[..., 1], axis=1) < -_FOLD_TOLERANCE, axis=(1, 2))
+    if not isinstance(folded, jax.core.Tracer) and bool(jnp.any(folded)):
+        items = [int(i) for i in jnp.nonzero(folded)[0]]
+        raise ValueError(
+            "`grid` must be monotone to be inverted: x non-decreasing along every output row "
+            "and y along every output column (a folded or mirrored grid maps several output "
+            f"pixels to one input pixel and has no inverse); batch items {items} are not."
+        )
+    return folded
+
+
+def _nan_where(folded: jnp.ndarray, values: jnp.ndarray) -> jnp.ndarray:
+    mask = folded.reshape(folded.shape + (1,) * (values.ndim - 1))
+    return jnp.where(mask, jnp.asarray(jnp.nan, values.dtype), values)
 
 
 def _jacobian(grid: jnp.ndarray, where: jnp.ndarray):
