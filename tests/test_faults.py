@@ -348,3 +348,75 @@ def test_nchw_batch_gets_a_layout_warning_and_nhwc_none():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ops.resize(np.zeros((2, 97, 131, 3), np.float32), (32, 32))
+
+
+# Data: unreadable files skipped and named, malformed folders and AVA ids refused.
+
+
+def _image_folder(root, labels=("cat", "dog"), count=2):
+    from PIL import Image
+
+    for label_id, label in enumerate(labels):
+        for i in range(count):
+            path = root / "train" / label / f"{i}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pixels = np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            pixels[..., 0] = 100 * label_id
+            Image.fromarray(pixels).save(path, quality=90)
+    return root
+
+
+def _folder_config(root):
+    from resize_jax import data
+
+    config = data.default_config()
+    config.name, config.root, config.image_size = "folder", str(root), (16, 16)
+    config.eval_split = "train"
+    return config
+
+
+def test_folder_skips_corrupt_jpeg_bodies_and_bad_symlinks_naming_them(tmp_path, caplog):
+    import logging
+
+    from resize_jax.data import pipeline  # Not `resize_jax.data`: the fakes replace it here.
+
+    root = _image_folder(tmp_path, count=3)
+    body = (root / "train" / "cat" / "0.jpg").read_bytes()
+    (root / "train" / "cat" / "0.jpg").write_bytes(body[: len(body) * 2 // 3])  # Truncated.
+    garbage = np.random.default_rng(0).bytes(2048)
+    middle = len(body) // 2
+    (root / "train" / "dog" / "1.jpg").write_bytes(body[:middle] + garbage + body[middle + 2048 :])
+    (root / "train" / "dog" / "dangling.jpg").symlink_to(root / "nowhere.jpg")
+    (root / "train" / "dog" / "loop.jpg").symlink_to(root / "train" / "dog" / "loop.jpg")
+    with caplog.at_level(logging.WARNING):
+        config = _folder_config(root)
+        info = pipeline.get_info(config)
+    assert info.num_train == 4
+    for name in ("cat/0.jpg", "dog/1.jpg", "dangling.jpg", "loop.jpg"):
+        assert name in caplog.text
+    assert "Skipped 4 unreadable image file(s)" in caplog.text
+    batches = list(pipeline.eval_iterator(config, batch_size=4))  # Decodes every kept file.
+    assert sum(b["mask"].sum() for b in batches) == 4
+
+
+def test_folder_refuses_an_empty_class_and_training_refuses_a_single_class(tmp_path):
+    from resize_jax import tasks
+    from resize_jax.data import pipeline
+
+    root = _image_folder(tmp_path / "empty")
+    (root / "train" / "bird").mkdir()
+    with pytest.raises(ValueError, match=r"label directories without a readable image: \['bird'\]"):
+        pipeline.get_info(_folder_config(root))
+    single = pipeline.get_info(_folder_config(_image_folder(tmp_path / "single", labels=("cat",))))
+    with pytest.raises(ValueError, match=r"at least 2 classes; the dataset has 1 \(\['cat'\]\)"):
+        tasks.get_task("classification").check_dataset(single)
+
+
+@pytest.mark.parametrize("image_id", ["../../x", "/abs/path", ".."])
+def test_ava_image_id_must_stay_inside_image_dir(tmp_path, image_id):
+    from resize_jax.data import ava
+
+    line = f"1 {image_id} " + " ".join(["1"] * 10) + " 0 0 0\n"
+    (tmp_path / "ratings.txt").write_text(line)
+    with pytest.raises(ValueError, match=r"line 1: the image id must be a file name inside"):
+        ava.parse_ratings(str(tmp_path / "ratings.txt"))
