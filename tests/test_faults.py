@@ -16,8 +16,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from resize_jax import frontends, ops
-from resize_jax.train import checkpoint, config_check, train_and_evaluate
-from resize_jax.train import workdir as workdir_lib
+from resize_jax.train import checkpoint, config_check, train_and_evaluate, workdir_guard
 from tests import train_fakes
 
 
@@ -70,7 +69,7 @@ def test_finished_run_has_verified_checkpoints(finished):
         step_dir = os.path.join(workdir, "checkpoints", str(step))
         assert os.path.exists(os.path.join(step_dir, checkpoint.MANIFEST))
         assert checkpoint.verify_step(step_dir) is None
-    with open(os.path.join(workdir, workdir_lib.LOCK_FILE)) as f:
+    with open(os.path.join(workdir, workdir_guard.LOCK_FILE)) as f:
         assert f.read() == ""  # Released cleanly: no stale record.
 
 
@@ -183,13 +182,13 @@ def test_invalid_value_does_not_touch_an_existing_run(copy):
 
 def test_second_live_run_is_refused_and_a_stale_lock_taken_over(tmp_path, caplog):
     busy = r"is in use by another live run \(pid \d+ on host"
-    with workdir_lib.locked(str(tmp_path)), pytest.raises(ValueError, match=busy):
+    with workdir_guard.locked(str(tmp_path)), pytest.raises(ValueError, match=busy):
         train_and_evaluate(_config(), str(tmp_path))
     # A run killed with SIGKILL leaves its record but no lock (the kernel released it).
-    (tmp_path / workdir_lib.LOCK_FILE).write_text(
+    (tmp_path / workdir_guard.LOCK_FILE).write_text(
         json.dumps({"pid": 999999, "host": "h", "started": "t"})
     )
-    with workdir_lib.locked(str(tmp_path)):
+    with workdir_guard.locked(str(tmp_path)):
         pass
     assert "stale lock" in caplog.text and "pid 999999" in caplog.text
 

@@ -20,8 +20,16 @@ from clu import parameter_overview
 
 from resize_jax import data
 from resize_jax.models import count_params
-from resize_jax.train import build, checkpoint, config_check, memory_check, optim, sharding, signals
-from resize_jax.train import workdir as workdir_lib
+from resize_jax.train import (
+    build,
+    checkpoint,
+    config_check,
+    memory_check,
+    optim,
+    sharding,
+    signals,
+    workdir_guard,
+)
 from resize_jax.train.state import TrainState
 from resize_jax.train.step import make_eval_step, make_train_step
 from resize_jax.train.writer import Progress, make_writer
@@ -127,14 +135,14 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
     `config.json` rewritten. SIGTERM/SIGINT stop the run cleanly until it returns
     (docs/reliability.md).
     """
-    workdir = workdir_lib.check_workdir(workdir)
+    workdir = workdir_guard.check_workdir(workdir)
     config_check.check_config(config)
     sharding.maybe_initialize_distributed(config)
     mesh = sharding.make_mesh(config.get("num_devices", -1))
     info = data.get_info(config.data)
     build.validate_config(config, info, mesh.size)
     # Locked before compiling, so a second run on the workdir fails at once.
-    with workdir_lib.locked(workdir), signals.StopRequest() as stop:
+    with workdir_guard.locked(workdir), signals.StopRequest() as stop:
         per_process_batch = config.batch_size // jax.process_count()
         train_batches = data.train_iterator(
             config.data, batch_size=per_process_batch, seed=config.seed
@@ -146,7 +154,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
         store = checkpoint.CheckpointStore(workdir, max_to_keep=config.get("keep_checkpoints", 3))
         stop.preemption_service = store.reached_preemption
         try:
-            workdir_lib.check_resume(config, workdir, has_checkpoint=bool(store.all_steps()))
+            workdir_guard.check_resume(config, workdir, has_checkpoint=bool(store.all_steps()))
             with config_check.naming_fields(config):
                 state, tx, schedule = init_training(config, model, sample, mesh)
                 train_step = memory_check.compile_checked(
@@ -155,7 +163,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
                     config,
                 )
             restored = store.restore_latest(state)
-            workdir_lib.write_config(config, workdir)
+            workdir_guard.write_config(config, workdir)
             if restored is not None:
                 state = restored
             elif config.get("init_from"):
