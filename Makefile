@@ -22,7 +22,7 @@ lint: install
 
 # The README's first command: six front-ends side by side on small_details (~14 min on 2 cores).
 demo: $(BIN)/.installed
-	$(BIN)/python -m resize_jax.demo
+	$(BIN)/python -m resize_jax.tools.demo
 
 test: lint
 	$(BIN)/python -m pytest -n 2 -q --timeout=900

@@ -129,7 +129,8 @@ def run(config, *, reps: int, warmup: int, num_classes: int, peak_tflops=None) -
         ignore_label=None,
     )
     build.validate_config(config, info, mesh.size)
-    model, task = build.build_model(config, info), build.build_task(config)
+    model = build.build_model(config, info)
+    task = build.build_task(config, model)
     batch = sharding.global_batch(synthetic_batch(config, info, config.batch_size), mesh)
 
     sample = np.zeros((1, *info.image_shape), np.float32)

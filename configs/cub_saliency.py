@@ -38,7 +38,8 @@ def get_config(arg=None):
         overrides = {
             "saliency_input_shape": (224, 224),
             "grid_shape": (31, 31),
-            "blur_steps": config.num_train_steps // 4,
+            # By reference: follows an override of num_train_steps.
+            "blur_steps": config.get_ref("num_train_steps") // 4,
         }
     config.frontend = frontend_section(arg.frontend, (224, 224), **overrides)
     config.model = model_section("resnet50")

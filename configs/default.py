@@ -12,52 +12,7 @@ Arguments (comma-separated after the colon):
 Any field can then be overridden, e.g. `--config.frontend.num_res_blocks=2`.
 """
 
-from resize_jax import data
-from resize_jax.config_args import frontend_section, model_section, parse_arg, training_defaults
+# The experiment is defined in the package (the demo runs it from an installed wheel).
+from resize_jax.train.default_config import get_config
 
-
-def get_config(arg=None):
-    arg = parse_arg(
-        arg, frontend="learned", method="bilinear", antialias=False, task_size=32, runlocal=False
-    )
-    config = training_defaults()
-    config.data = data.default_config()
-    config.data.name = "small_details"
-
-    config.num_train_steps = 1500
-    overrides = {}
-    if arg.frontend == "fixed":
-        overrides = {"method": arg.method, "antialias": arg.antialias}
-    elif arg.frontend == "saliency":
-        # The saliency network looks at a 64×64 copy; blur pretraining for the first quarter
-        # of training, as in the paper's code. Antialiased sampling (not in the paper): the
-        # uniform starting grid reads the dots as a tint instead of skipping them, so the
-        # gradient rewards zooming from the start (README, Demo section).
-        overrides = {
-            "saliency_input_shape": (64, 64),
-            "antialias": True,
-            "blur_steps": config.num_train_steps // 4,
-        }
-    config.frontend = frontend_section(arg.frontend, (arg.task_size, arg.task_size), **overrides)
-    config.model = model_section("small_cnn")
-
-    config.batch_size = 64
-    config.eval_batch_size = 256
-    config.log_every_steps = 50
-    config.eval_every_steps = 500
-    config.checkpoint_every_steps = 500
-    config.optimizer.name = "adamw"
-    config.optimizer.learning_rate = 3e-3
-    config.optimizer.warmup_steps = 50
-    config.optimizer.weight_decay = 1e-4
-
-    if arg.runlocal:
-        config.batch_size = 32
-        config.eval_batch_size = 64
-        config.num_train_steps = 30
-        if arg.frontend == "saliency":
-            config.frontend.blur_steps = 8
-        config.log_every_steps = 10
-        config.eval_every_steps = 0
-        config.checkpoint_every_steps = 0
-    return config
+__all__ = ["get_config"]

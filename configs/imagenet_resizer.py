@@ -29,7 +29,7 @@ from resize_jax.config_args import (
 )
 
 # The fixed input side whose total FLOPs come closest to the learned 448→224 pairing, from
-# `python -m resize_jax.models.summary` (XLA cost analysis; see the README's table).
+# `python -m resize_jax.tools.summary` (XLA cost analysis; see the README's table).
 COMPARABLE_FLOPS_SIZE = {
     "densenet121": 253,
     "efficientnet_b0": 355,

@@ -59,7 +59,6 @@ def get_config(arg=None):
             # A reference: overriding --config.data.ignore_label updates the task too.
             "ignore_label": config.data.get_ref("ignore_label"),
             "class_weights": (),
-            "unwarp_iterations": 4,
         }
     )
 

@@ -1,4 +1,4 @@
-"""`python -m resize_jax.apply`: a trained front-end on a JPEG and a PNG of other sizes; errors."""
+"""`python -m resize_jax.tools.apply`: a trained front-end on JPEG and PNG images; errors."""
 
 import os
 import shutil
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resize_jax import apply, demo
+from resize_jax.tools import apply, demo
 from resize_jax.train import checkpoint, train_and_evaluate
 
 

@@ -8,7 +8,7 @@ import os
 import chex
 import pytest
 
-from resize_jax import demo, report
+from resize_jax.tools import demo, report
 
 _TINY = [
     "--dataset=small_details/tiny",

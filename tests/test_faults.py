@@ -102,12 +102,12 @@ def test_deleted_item_directory_falls_back_to_the_intact_step(finished, copy, ca
 
 
 def test_apply_names_the_corrupt_step_it_skips(copy, caplog):
-    from resize_jax import trained
+    from resize_jax.train import workdir as workdir_reader
 
     target = _data_files(copy / "checkpoints" / "4")[-1]
     with open(target, "r+b") as f:
         f.write(b"\0" * 512)
-    run = trained.load_run(str(copy))
+    run = workdir_reader.load_run(str(copy))
     assert run.step == 2
     assert "step 4" in caplog.text and "corrupt" in caplog.text
 

@@ -9,7 +9,7 @@ import pytest
 from resize_jax.frontends import FixedResizer, LearnedResizer
 from resize_jax.models import count_params, flops, get_model
 from resize_jax.models.accounting import cost_analysis_flops, peak_bytes
-from resize_jax.models.summary import build_table, format_table, match_size
+from resize_jax.tools.summary import build_table, format_table, match_size
 
 
 def _variables(model, shape):
@@ -143,7 +143,7 @@ def test_summary_table_for_small_cnn():
 
 
 def test_summary_compares_the_classifiers_only():
-    from resize_jax.models.summary import classifier_names
+    from resize_jax.tools.summary import classifier_names
 
     # ENet predicts dense maps (and needs sides divisible by 8): not in the paper's table.
     assert "enet" not in classifier_names()

@@ -2,7 +2,6 @@
 parameters under "frontend"/"backbone"; freezing the backbone leaves it bit-identical."""
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +9,7 @@ import optax
 import pytest
 
 from resize_jax.frontends import frontend_names, get_frontend
+from resize_jax.frontends.base import FrontEnd
 from resize_jax.models import FrontEndModel, get_model
 from tests.test_models_training_mode import cheap_variables
 
@@ -90,12 +90,13 @@ def test_each_frontend_with_small_cnn_trains_under_jit_with_the_backbone_frozen(
     assert set(eval_aux) >= {"resized", "backbone"}
 
 
-def test_frontend_aux_is_merged_into_the_models_aux():
+def test_frontend_aux_is_namespaced_in_the_models_aux():
     model = _model("learned")
     x, _ = _batch()
     variables = cheap_variables(model, x)
     _, aux = jax.eval_shape(model.apply, variables, x)
-    chex.assert_shape([aux["skip"], aux["resized"]], (2, *OUT_HW, 3))
+    assert set(aux) == {"frontend", "resized", "backbone"}
+    chex.assert_shape([aux["frontend"]["skip"], aux["resized"]], (2, *OUT_HW, 3))
     assert set(variables["params"]) == {"frontend", "backbone"}
     assert set(variables["batch_stats"]) == {"frontend", "backbone"}
 
@@ -136,7 +137,7 @@ def test_a_trained_frontend_can_be_moved_to_another_backbone():
 _STEPS = []
 
 
-class _RecordingFrontEnd(nn.Module):
+class _RecordingFrontEnd(FrontEnd):
     """A parameter-free front-end that records the `step` it was called with (at trace time)."""
 
     output_shape: tuple[int, int] = OUT_HW

@@ -1,4 +1,4 @@
-"""`python -m resize_jax.report`: the paper's layout, the table, reading workdirs, errors.
+"""`python -m resize_jax.tools.report`: the paper's layout, the table, reading workdirs, errors.
 
 The full path (runs → results.md, figures, rebuilt from the workdirs) is tested on the reduced
 demo in tests/test_demo.py; these tests need no training."""
@@ -8,7 +8,8 @@ import json
 import ml_collections
 import pytest
 
-from resize_jax import report, trained
+from resize_jax.tools import report
+from resize_jax.train import workdir
 
 
 def _group(label, frontend, size, mean, gflops, backbone="resnet50", seeds=(0,)):
@@ -69,14 +70,14 @@ def test_describe_names_each_front_end():
     def config(**frontend):
         return ml_collections.ConfigDict({"frontend": frontend})
 
-    assert trained.describe(config(name="none")) == "full resolution (no front-end)"
-    assert trained.describe(config(name="fixed", method="bicubic", antialias=False)) == (
+    assert workdir.describe(config(name="none")) == "full resolution (no front-end)"
+    assert workdir.describe(config(name="fixed", method="bicubic", antialias=False)) == (
         "fixed bicubic"
     )
-    assert trained.describe(config(name="fixed", method="bilinear", antialias=True)) == (
+    assert workdir.describe(config(name="fixed", method="bilinear", antialias=True)) == (
         "fixed bilinear (antialiased)"
     )
-    assert trained.describe(config(name="learned")) == "learned resizer"
+    assert workdir.describe(config(name="learned")) == "learned resizer"
 
 
 def test_metrics_of_a_resumed_run_keep_the_last_record_per_step():
@@ -107,14 +108,14 @@ def test_find_workdirs_expands_a_directory_of_runs_and_rejects_others(tmp_path):
 
 def test_load_config_errors_name_the_workdir(tmp_path):
     with pytest.raises(ValueError, match="not a directory"):
-        trained.load_config(str(tmp_path / "missing"))
+        workdir.load_config(str(tmp_path / "missing"))
     with pytest.raises(ValueError, match=r"no config\.json"):
-        trained.load_config(str(tmp_path))
+        workdir.load_config(str(tmp_path))
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="cannot read"):
-        trained.load_config(str(tmp_path))
+        workdir.load_config(str(tmp_path))
     (tmp_path / "config.json").write_text(json.dumps({"frontend": {"output_shape": [32, 32]}}))
-    assert trained.load_config(str(tmp_path)).frontend.output_shape == (32, 32)
+    assert workdir.load_config(str(tmp_path)).frontend.output_shape == (32, 32)
 
 
 def test_cli_reports_a_bad_workdir_with_exit_code_2(tmp_path, capsys):

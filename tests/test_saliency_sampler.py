@@ -149,19 +149,22 @@ def test_bfloat16_compute_with_float32_params(variables):
 def test_blur_pretraining_only_early_and_only_in_training(variables):
     model = SaliencySampler((16, 16), blur_steps=10, blur_max_sigma=2.0, **SMALL)
     apply = jax.jit(model.apply, static_argnames="train")
+    rngs = {"blur": jax.random.key(1)}
     plain, _ = apply(variables, IMAGES)
-    early, _ = apply(variables, IMAGES, train=True, step=jnp.asarray(3))
-    late, _ = apply(variables, IMAGES, train=True, step=jnp.asarray(10))
+    early, _ = apply(variables, IMAGES, train=True, step=jnp.asarray(3), rngs=rngs)
+    late, _ = apply(variables, IMAGES, train=True, step=jnp.asarray(10), rngs=rngs)
     evaluation, _ = apply(variables, IMAGES, train=False, step=jnp.asarray(3))
     np.testing.assert_array_equal(late, plain)
     np.testing.assert_array_equal(evaluation, plain)
     assert np.abs(early - plain).max() > 1e-3
     # Blurring smooths: less high-frequency energy than the sharp sample.
     assert np.abs(np.diff(early, axis=2)).mean() < np.abs(np.diff(plain, axis=2)).mean()
-    # An explicit "blur" RNG stream is used when given.
-    a, _ = apply(variables, IMAGES, train=True, step=3, rngs={"blur": jax.random.key(1)})
-    b, _ = apply(variables, IMAGES, train=True, step=3, rngs={"blur": jax.random.key(2)})
-    assert np.abs(a - b).max() > 0
+    # The "blur" RNG stream draws σ: another key, another blur.
+    other, _ = apply(variables, IMAGES, train=True, step=3, rngs={"blur": jax.random.key(2)})
+    assert np.abs(early - other).max() > 0
+    # Without the declared stream, a clear error instead of a fixed key.
+    with pytest.raises(ValueError, match='needs the "blur" RNG stream'):
+        apply(variables, IMAGES, train=True, step=3)
 
 
 def test_maybe_blur_pure_function():
@@ -206,6 +209,8 @@ def test_bad_inputs_raise_value_errors():
         SaliencySampler((12, 12), padding_mode="reflection")
     with pytest.raises(ValueError, match="`blur_steps` must be a non-negative integer"):
         SaliencySampler((12, 12), blur_steps=-1)
+    with pytest.raises(ValueError, match="`unwarp_iterations` must be a non-negative int"):
+        SaliencySampler((12, 12), unwarp_iterations=-1)
     with pytest.raises(ValueError, match=r"`output_shape` .* is larger than supported"):
         model = SaliencySampler((12, 20_000), **SMALL)
         jax.eval_shape(model.init, jax.random.key(0), IMAGES)

@@ -84,23 +84,37 @@ def test_loss_is_the_mean_over_labelled_pixels_and_ignores_void():
     np.testing.assert_allclose(weighted, (w * ce)[valid].sum() / w[valid].sum(), rtol=1e-5)
 
 
-def test_full_resolution_logits_resize_identity_and_unwarp():
+def test_the_way_back_resize_identity_and_unwarp():
     logits = jax.random.normal(jax.random.key(0), (2, 4, 6, 3))
     grid = ops.identity_grid(2, 4, 6)
+    no_frontend = FrontEndModel(frontend=None, backbone=_PixelClassifier(3))
+    sampler = SaliencySampler((4, 6), grid_shape=(7, 7), pad=6)
 
     @jax.jit
     def paths(logits, grid):
         return (
-            full_resolution_logits(logits, {}, (4, 6)),
-            full_resolution_logits(logits, {}, (8, 12)),
+            no_frontend.to_input(logits, {"frontend": {}}, (4, 6)),
+            FixedResizer((4, 6)).to_input(logits, {}, (8, 12)),
             ops.resize(logits, (8, 12)),
-            full_resolution_logits(logits, {"grid": grid}, (4, 6)),
+            sampler.to_input(logits, {"grid": grid}, (4, 6)),
         )
 
     same, up, resized, unwarped = paths(logits, grid)
     np.testing.assert_array_equal(same, logits)
     np.testing.assert_allclose(up, resized, atol=1e-6)
     np.testing.assert_allclose(unwarped, logits, atol=1e-5)  # Identity grid: no change.
+    # The old entry point still works, with a deprecation warning.
+    with pytest.warns(DeprecationWarning, match="model.to_input"):
+        old = full_resolution_logits(logits, {"grid": grid}, (4, 6))
+    np.testing.assert_allclose(old, unwarped, atol=1e-6)
+
+
+def test_a_task_not_bound_to_a_frontend_model_refuses_its_aux():
+    task = Segmentation()
+    batch = {"label": jnp.zeros((2, 4, 6), jnp.int32)}
+    aux = {"frontend": {"grid": ops.identity_grid(2, 4, 6)}}
+    with pytest.raises(ValueError, match=r"task.for_model\(model\)"):
+        task.loss(jnp.zeros((2, 4, 6, 3)), aux, batch)
 
 
 class _FlatSaliency(nn.Module):
@@ -142,7 +156,7 @@ def _blocky_scene(key, size, num_classes, block):
 
 def _miou_through(frontend, images, labels, num_classes, params=None):
     model = FrontEndModel(frontend=frontend, backbone=_PixelClassifier(num_classes))
-    task = Segmentation()
+    task = Segmentation().for_model(model)
     batch = {"label": labels, "mask": jnp.ones(labels.shape[0])}
 
     @jax.jit
@@ -152,7 +166,7 @@ def _miou_through(frontend, images, labels, num_classes, params=None):
             variables = {"params": {**variables["params"], "backbone": params}}
         logits, aux = model.apply(variables, images)
         stats = task.eval_statistics(logits, aux, batch)
-        return stats, full_resolution_logits(logits, aux, labels.shape[1:]), aux
+        return stats, model.to_input(logits, aux, labels.shape[1:]), aux
 
     stats, full, aux = run(images)
     return task.finalize(task.accumulate(None, jax.device_get(stats))), full, aux
@@ -182,7 +196,7 @@ def test_flat_saliency_sampler_gives_the_fixed_resizer_miou(separable):
         FixedResizer((size, size)), images, labels, num_classes, backbone
     )
     flat, flat_full, aux = _miou_through(sampler, images, labels, num_classes, backbone)
-    assert type(aux["grid"]).__name__ == ("SeparableGrid" if separable else "ArrayImpl")
+    assert type(aux["frontend"]["grid"]).__name__ == ("SeparableGrid" if separable else "ArrayImpl")
     np.testing.assert_allclose(flat_full, fixed_full, atol=1e-4)
     assert 0.05 < fixed["miou"] < 0.95
     np.testing.assert_allclose(flat["miou"], fixed["miou"], atol=1e-12)
@@ -222,7 +236,7 @@ def test_saliency_predictions_are_unwarped_and_train_the_sampler():
     )
     model = FrontEndModel(frontend=sampler, backbone=_PixelClassifier(num_classes))
     variables = model.init(jax.random.key(5), images)
-    task = Segmentation()
+    task = Segmentation().for_model(model)
     batch = {"label": labels}
 
     def loss_fn(params):
@@ -235,11 +249,11 @@ def test_saliency_predictions_are_unwarped_and_train_the_sampler():
     assert logits.shape == (2, 16, 16, num_classes)
     # The unwarped logits at each input pixel are those at its place in the warped image.
     full, expected = jax.jit(
-        lambda logits, grid: (
-            full_resolution_logits(logits, {"grid": grid}, (size, size)),
-            ops.grid_sample(logits, ops.invert_grid(grid, (size, size))),
+        lambda logits, aux: (
+            model.to_input(logits, aux, (size, size)),
+            ops.grid_sample(logits, ops.invert_grid(aux["frontend"]["grid"], (size, size))),
         )
-    )(logits, aux["grid"])
+    )(logits, aux)
     assert full.shape == (2, size, size, num_classes)
     np.testing.assert_allclose(full, expected, atol=1e-5)
     assert np.isfinite(float(loss))
@@ -263,7 +277,6 @@ def test_out_of_range_labels_raise_at_finalize():
     [
         ({"ignore_label": "void"}, r"`ignore_label` must be an int"),
         ({"class_weights": (1.0, -1.0)}, r"`class_weights` must be a tuple of finite"),
-        ({"unwarp_iterations": -1}, r"`unwarp_iterations` must be a non-negative int"),
     ],
 )
 def test_bad_fields_raise(kwargs, match):

@@ -166,14 +166,3 @@ def test_bad_config_fails_before_compiling(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
         train_and_evaluate(config, str(tmp_path))
     assert not os.path.exists(tmp_path / "checkpoints" / "1")
-
-
-def test_output_larger_than_input_is_refused_for_a_frontend_that_cannot_upscale(
-    tmp_path, monkeypatch
-):
-    from resize_jax.frontends import FixedResizer
-
-    monkeypatch.setattr(FixedResizer, "can_upscale", False, raising=False)
-    config = train_fakes.tiny_config("fixed", **{"frontend.output_shape": (64, 64)})
-    with pytest.raises(ValueError, match=r"`config.frontend.output_shape`=\(64, 64\) is larger"):
-        train_and_evaluate(config, str(tmp_path))

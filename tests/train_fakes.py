@@ -87,14 +87,9 @@ def install(monkeypatch=None):
 
 def tiny_config(frontend="learned", **overrides):
     """configs/default.py shrunk to a few fast steps on 32×32 fake images → 16×16."""
-    import importlib.util
-    import pathlib
+    from resize_jax.train import default_config
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "default.py"
-    spec = importlib.util.spec_from_file_location("default_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(f"frontend={frontend}")
+    config = default_config.get_config(f"frontend={frontend}")
     config.data.image_size = (32, 32)
     config.data.fake_nan_at_batch = -1
     config.data.fake_sigterm_at_batch = -1

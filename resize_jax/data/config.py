@@ -109,8 +109,15 @@ class Resolved:
     ignore_label: int
 
 
+_DEFAULTS = default_config()
+
+
 def _get(config, key, default=None):
+    """config's `key`; where unset (None), `default_config()`'s, then `default` (the
+    dataset's own, for fields whose default depends on the dataset)."""
     value = config.get(key, None) if hasattr(config, "get") else getattr(config, key, None)
+    if value is None:
+        value = _DEFAULTS.get(key)
     return default if value is None else value
 
 
@@ -140,16 +147,17 @@ def resolve(config) -> Resolved:
     Raises:
       ValueError: naming the field, what it got and what was expected.
     """
-    name = _get(config, "name")
+    # No default for the dataset itself: a config that names none is an error.
+    name = config.get("name", None) if hasattr(config, "get") else getattr(config, "name", None)
     spec = registry.get_spec(name)
-    augment = _get(config, "augment", True)
+    augment = _get(config, "augment")
     if not isinstance(augment, bool):
         raise ValueError(f"`augment` must be True or False, got {augment!r}.")
     task = check_choice(_get(config, "task", spec.task), "task", base.TASKS)
     fraction = _get(config, "eval_crop_fraction", spec.eval_crop_fraction)
     if not isinstance(fraction, numbers.Real) or not 0.0 < fraction <= 1.0:
         raise ValueError(f"`eval_crop_fraction` must be in (0, 1], got {fraction!r}.")
-    shuffle_buffer = _get(config, "shuffle_buffer", 10_000)
+    shuffle_buffer = _get(config, "shuffle_buffer")
     if (
         isinstance(shuffle_buffer, bool)
         or not isinstance(shuffle_buffer, int)
@@ -159,7 +167,7 @@ def resolve(config) -> Resolved:
     num_classes = _get(config, "num_classes", spec.num_classes)
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
         raise ValueError(f"`num_classes` must be a positive int or None, got {num_classes!r}.")
-    ignore_label = _get(config, "ignore_label", 255)
+    ignore_label = _get(config, "ignore_label")
     if isinstance(ignore_label, bool) or not isinstance(ignore_label, int):
         raise ValueError(f"`ignore_label` must be an int, got {ignore_label!r}.")
     if task == "segmentation" and not 0 <= ignore_label <= 255:
@@ -176,18 +184,18 @@ def resolve(config) -> Resolved:
         train_split=_str(_get(config, "train_split", spec.train_split), "train_split"),
         eval_split=_str(_get(config, "eval_split", spec.eval_split), "eval_split"),
         image_size=check_size_pair(_get(config, "image_size", spec.image_size), "image_size"),
-        value_range=_float_pair(_get(config, "value_range", (0.0, 1.0)), "value_range"),
+        value_range=_float_pair(_get(config, "value_range"), "value_range"),
         augment=spec.augment if augment else "none",
         crop_area_range=_float_pair(
-            _get(config, "crop_area_range", (0.08, 1.0)), "crop_area_range", low=0.0, high=1.0
+            _get(config, "crop_area_range"), "crop_area_range", low=0.0, high=1.0
         ),
         crop_aspect_range=_float_pair(
-            _get(config, "crop_aspect_range", (3 / 4, 4 / 3)), "crop_aspect_range", low=0.0
+            _get(config, "crop_aspect_range"), "crop_aspect_range", low=0.0
         ),
         eval_crop_fraction=float(fraction),
         shuffle_buffer=shuffle_buffer,
-        cache=bool(_get(config, "cache", False)),
-        one_hot=bool(_get(config, "one_hot", False)),
+        cache=bool(_get(config, "cache")),
+        one_hot=bool(_get(config, "one_hot")),
         task=task,
         image_key=_str(_get(config, "image_key", spec.image_key), "image_key"),
         label_key=_str(_get(config, "label_key", spec.label_key), "label_key"),

@@ -1,10 +1,12 @@
 """Front-ends: flax.linen modules mapping high-resolution images to a network's input.
 
-Contract: a field `output_shape: tuple[int, int]` and
-`__call__(images, *, train=False) -> (resized, aux)`, images NHWC floats, `aux` a dict of
-inspectable intermediates (empty for fixed resizers).
+The protocol every front-end follows (`__call__(images, *, train=False, step=None) ->
+(resized, aux)`, declared `rng_streams`, `to_input` back to the input image) is documented in
+`resize_jax.frontends.base`; adding one is a module deriving from `FrontEnd` plus one
+`@register_frontend(name)` line, and tests/test_frontend_protocol.py then checks it.
 """
 
+from resize_jax.frontends.base import FrontEnd
 from resize_jax.frontends.fixed import FixedResizer
 from resize_jax.frontends.learned import LearnedResizer, ResidualBlock
 from resize_jax.frontends.registry import (
@@ -18,6 +20,7 @@ from resize_jax.frontends.saliency_net import SaliencyCNN
 
 __all__ = [
     "FixedResizer",
+    "FrontEnd",
     "LearnedResizer",
     "ResidualBlock",
     "SaliencyCNN",

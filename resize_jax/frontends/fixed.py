@@ -8,12 +8,13 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from resize_jax import ops
+from resize_jax.frontends.base import FrontEnd
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.ops.checks import check_bool, check_choice, check_images, check_size_pair
 
 
 @register_frontend("fixed")
-class FixedResizer(nn.Module):
+class FixedResizer(FrontEnd):
     """Resizes with a fixed kernel; no parameters.
 
     Attributes:
@@ -36,9 +37,10 @@ class FixedResizer(nn.Module):
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, images: jnp.ndarray, *, train: bool = False):
+    def __call__(self, images: jnp.ndarray, *, train: bool = False, step=None):
         """images: f[B, H, W, C] → (f[B, out_h, out_w, C], {})."""
         check_bool(train, "train")  # Unused: a fixed resize is the same in training and eval.
+        del step  # Unused.
         check_images(images)
         resized = ops.resize(
             images.astype(self.dtype),

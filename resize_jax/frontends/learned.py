@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from resize_jax import ops
+from resize_jax.frontends.base import FrontEnd
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.ops.checks import check_bool, check_choice, check_images, check_size_pair
 from resize_jax.ops.conv import conv_general_dilated
@@ -79,7 +80,7 @@ class ResidualBlock(nn.Module):
 
 
 @register_frontend("learned")
-class LearnedResizer(nn.Module):
+class LearnedResizer(FrontEnd):
     """The learned resizer of Talebi & Milanfar (2021).
 
     Attributes:
@@ -96,7 +97,7 @@ class LearnedResizer(nn.Module):
       dtype: computation dtype; param_dtype: parameter dtype (bf16 compute with f32 params
         works).
 
-    `__call__(images, *, train=False)` returns `(resized, aux)` with
+    `__call__(images, *, train=False, step=None)` returns `(resized, aux)` with
     `resized: f[B, out_h, out_w, C]` and `aux = {"skip": the plain resize of the input}`.
     BatchNorm statistics live in the `batch_stats` collection: pass `mutable=["batch_stats"]`
     to `apply` when `train=True`.
@@ -146,8 +147,9 @@ class LearnedResizer(nn.Module):
             )
 
     @nn.compact
-    def __call__(self, images: jnp.ndarray, *, train: bool = False):
+    def __call__(self, images: jnp.ndarray, *, train: bool = False, step=None):
         """images: f[B, H, W, C] → (f[B, out_h, out_w, C], {"skip": f[B, out_h, out_w, C]})."""
+        del step  # No schedule: training and evaluation differ only in BatchNorm.
         check_images(images)
         check_bool(train, "train")
         channels = images.shape[-1]

@@ -15,13 +15,14 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from resize_jax import ops
+from resize_jax.frontends.base import FrontEnd
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.frontends.saliency_net import SaliencyCNN
 from resize_jax.ops.blur import check_blur_schedule, maybe_blur
@@ -75,7 +76,7 @@ def _low_resolution(images: jnp.ndarray, shape: tuple[int, int]) -> jnp.ndarray:
 
 
 @register_frontend("saliency")
-class SaliencySampler(nn.Module):
+class SaliencySampler(FrontEnd):
     """The saliency sampler: zooms into what a small network finds salient.
 
     Attributes:
@@ -106,16 +107,20 @@ class SaliencySampler(nn.Module):
         difference). A separable grid is then sampled as the dense grid it describes.
       blur_steps, blur_max_sigma: blur pretraining (`resize_jax.ops.maybe_blur`): in
         training, when `step` is passed and `step < blur_steps`, the sampled images are
-        blurred with σ ~ Uniform(0, blur_max_sigma) output pixels. 0 disables it.
+        blurred with σ ~ Uniform(0, blur_max_sigma) output pixels, σ drawn from the "blur"
+        RNG stream (`rngs={"blur": key}`; the train step provides it). 0 disables it.
+      unwarp_iterations: Newton iterations of the grid's inverse in `to_input` (dense
+        outputs back to the input image, `ops.unwarp`).
       dtype: computation dtype of the network and the sampled images (the grid is computed
         in float32); param_dtype: parameter dtype.
 
     `__call__(images, *, train=False, step=None)` takes `images: f[B, H, W, C]` and returns
     `(sampled: f[B, out_h, out_w, C], aux)` with `aux["saliency"]: f32[B, g_h, g_w]` (sums
-    to 1) and `aux["grid"]: f32[B, out_h, out_w, 2]` (or a `SeparableGrid`). The blur's
-    random σ uses the "blur" RNG stream when given (`rngs={"blur": key}`), else a key
-    derived from `step`.
+    to 1) and `aux["grid"]: f32[B, out_h, out_w, 2]` (or a `SeparableGrid`). `to_input`
+    unwarps dense outputs through that grid (LZU-style "unzoom").
     """
+
+    rng_streams: ClassVar[tuple[str, ...]] = ("blur",)
 
     output_shape: tuple[int, int]
     saliency_net: nn.Module | None = None
@@ -130,6 +135,7 @@ class SaliencySampler(nn.Module):
     antialias: bool = False
     blur_steps: int = 0
     blur_max_sigma: float = 3.0
+    unwarp_iterations: int = 4
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -147,6 +153,9 @@ class SaliencySampler(nn.Module):
         check_choice(self.pad_mode, "pad_mode", PAD_MODES)
         check_choice(self.padding_mode, "padding_mode", PADDING_MODES)
         check_blur_schedule(self.blur_steps, self.blur_max_sigma)
+        iterations = self.unwarp_iterations
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+            raise ValueError(f"`unwarp_iterations` must be a non-negative int, got {iterations!r}.")
         for name in ("separable", "antialias"):
             check_bool(getattr(self, name), name)
         super().__post_init__()
@@ -233,15 +242,34 @@ class SaliencySampler(nn.Module):
         else:
             sampled = grid_sample(pixels, grid, padding_mode=self.padding_mode)
         if train and step is not None and self.blur_steps > 0:
-            if self.has_rng("blur"):
-                rng = self.make_rng("blur")
-            else:
-                rng = jax.random.fold_in(jax.random.key(0), jnp.asarray(step, jnp.uint32))
+            if not self.has_rng("blur"):
+                raise ValueError(
+                    f"Blur pretraining (`blur_steps`={self.blur_steps}) at `step` needs the "
+                    '"blur" RNG stream: apply with rngs={"blur": key}.'
+                )
             sampled = maybe_blur(
                 sampled,
                 step,
                 blur_steps=self.blur_steps,
                 max_sigma=self.blur_max_sigma,
-                rng=rng,
+                rng=self.make_rng("blur"),
             )
         return sampled, {"saliency": saliency, "grid": grid}
+
+    @nn.nowrap
+    def to_input(self, dense, aux, input_shape):
+        """dense: f[B, h, w, K] on the sampled image → f32[B, H, W, K] on the input's grid,
+        through the inverse of `aux["grid"]` (`ops.unwarp`). A dense output smaller than the
+        sampled image (a network predicting at a fraction of its input) is first resized to
+        the sampled image's size."""
+        check_images(dense, "dense")
+        grid = aux["grid"]
+        if isinstance(grid, ops.SeparableGrid):
+            sampled_shape = (int(grid.y.shape[1]), int(grid.x.shape[1]))
+        else:
+            sampled_shape = (int(grid.shape[1]), int(grid.shape[2]))
+        dense = dense.astype(jnp.float32)
+        if tuple(dense.shape[1:3]) != sampled_shape:
+            dense = ops.resize(dense, sampled_shape)
+        input_shape = check_size_pair(input_shape, "input_shape")
+        return ops.unwarp(dense, grid, input_shape, iterations=self.unwarp_iterations)

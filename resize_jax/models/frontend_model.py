@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
+from resize_jax.frontends.base import resize_to_input
 from resize_jax.ops.checks import check_bool
 
 
@@ -14,8 +16,8 @@ class FrontEndModel(nn.Module):
     """images → front-end → backbone.
 
     Attributes:
-      frontend: a front-end module (`__call__(images, *, train) -> (resized, aux)`), or None
-        to feed the images to the backbone unchanged (the full-resolution upper bound).
+      frontend: a front-end (the protocol of `resize_jax.frontends.base`), or None to feed
+        the images to the backbone unchanged (the full-resolution upper bound).
       backbone: a backbone module (`__call__(images, *, train) -> (outputs, aux)`).
 
     Parameters and batch statistics live under the top-level names "frontend" and
@@ -26,21 +28,33 @@ class FrontEndModel(nn.Module):
     frontend: nn.Module | None
     backbone: nn.Module
 
+    @property
+    def rng_streams(self) -> tuple[str, ...]:
+        """The RNG streams a training call draws from: "dropout" (backbones) and the
+        front-end's own (`rngs=` of `apply` must hold them all)."""
+        own = () if self.frontend is None else tuple(self.frontend.rng_streams)
+        return ("dropout", *(s for s in own if s != "dropout"))
+
     @nn.compact
-    def __call__(
-        self, images: jnp.ndarray, *, train: bool = False, **frontend_kwargs
-    ) -> tuple[Any, dict]:
+    def __call__(self, images: jnp.ndarray, *, train: bool = False, step=None) -> tuple[Any, dict]:
         """images: f[B, H, W, C] → (backbone outputs, e.g. f32[B, num_classes], aux).
 
-        aux = {**front-end aux, "resized": the backbone's input f[B, h, w, C],
-               "backbone": the backbone's aux}.
-        `frontend_kwargs` go to the front-end only (e.g. `step=` for the saliency sampler's
-        blur schedule); without a front-end they are ignored.
+        aux = {"frontend": the front-end's aux ({} without one), "resized": the backbone's
+        input f[B, h, w, C], "backbone": the backbone's aux}. `step` (the training step) goes
+        to the front-end (e.g. the saliency sampler's blur schedule).
         """
         check_bool(train, "train")
         if self.frontend is None:
             resized, frontend_aux = images, {}
         else:
-            resized, frontend_aux = self.frontend(images, train=train, **frontend_kwargs)
+            resized, frontend_aux = self.frontend(images, train=train, step=step)
         outputs, backbone_aux = self.backbone(resized, train=train)
-        return outputs, {**frontend_aux, "resized": resized, "backbone": backbone_aux}
+        return outputs, {"frontend": frontend_aux, "resized": resized, "backbone": backbone_aux}
+
+    @nn.nowrap
+    def to_input(self, dense: jax.Array, aux: dict, input_shape: tuple[int, int]) -> jax.Array:
+        """Dense outputs f[B, h, w, K] of the backbone → f32[B, H, W, K] on the input image's
+        pixel grid, by the front-end's own `to_input` (given the `aux` of the same call)."""
+        if self.frontend is None:
+            return resize_to_input(dense, input_shape)
+        return self.frontend.to_input(dense, aux["frontend"], input_shape)

@@ -28,6 +28,12 @@ class Task:
 
     name: str = ""
 
+    def for_model(self, model) -> Task:
+        """The task bound to `model` (a `FrontEndModel`), for tasks that need the model's
+        own mappings (dense tasks: `model.to_input`); the loop calls it once. Default: self."""
+        del model  # Unused.
+        return self
+
     def check_dataset(self, info) -> None:
         """Raises ValueError if the dataset (a `resize_jax.data.DatasetInfo`) cannot feed this
         task; the loop calls it before compiling anything. The default accepts any dataset."""

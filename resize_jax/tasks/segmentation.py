@@ -1,15 +1,11 @@
 """Semantic segmentation: per-pixel cross-entropy and mIoU at the original resolution.
 
 The pipeline: the front-end reduces the high-resolution input, the network predicts logits in
-that reduced (and, for the saliency sampler, warped) space, and `full_resolution_logits`
-brings them back to the label map's pixel grid:
-
-- front-ends with a sampling grid (`aux["grid"]`: the saliency sampler, dense or separable)
-  → `ops.unwarp` with the grid (LZU-style "unzoom"): every label pixel reads the logits at
-  the place the warp sent it;
-- any other front-end (fixed or learned resizer) → a bilinear resize of the logits
-  (`ops.resize`, half-pixel centres, the inverse geometry of the resizers);
-- no front-end → the logits are already at full resolution.
+that reduced (and, for the saliency sampler, warped) space, and the model's `to_input` brings
+them back to the label map's pixel grid: each front-end knows its own way back (a bilinear
+resize for the fixed and learned resizers, `ops.unwarp` through the sampling grid for the
+saliency sampler, nothing without a front-end; `resize_jax.frontends.base`). The training
+loop binds the task to the model (`task.for_model(model)`).
 
 Both the training loss and the metrics are computed on these full-resolution logits, so the
 loss optimises exactly what is measured and the front-end gets gradient through the way
@@ -29,6 +25,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import warnings
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -36,47 +34,38 @@ import numpy as np
 import optax
 
 from resize_jax import ops
+from resize_jax.frontends.base import resize_to_input
 from resize_jax.ops.checks import check_images
 from resize_jax.tasks.base import Task, register_task
-
-
-def _grid_shape(grid) -> tuple[int, int]:
-    if isinstance(grid, ops.SeparableGrid):
-        return int(grid.y.shape[1]), int(grid.x.shape[1])
-    return int(grid.shape[1]), int(grid.shape[2])
 
 
 def full_resolution_logits(
     outputs: jax.Array, aux, output_shape: tuple[int, int], *, iterations: int = 4
 ) -> jax.Array:
-    """Brings dense logits back to the label's pixel grid (see the module docstring).
+    """Deprecated: use the model's `to_input(outputs, aux, output_shape)` (or a front-end's).
 
-    Args:
-      outputs: f[B, h, w, K] logits of the network.
-      aux: the model's aux dict; a `"grid"` entry (f[B, h', w', 2] or `ops.SeparableGrid`)
-        means the network saw a warped image, which is then undone with `ops.unwarp`.
-      output_shape: (H, W) of the label maps.
-      iterations: Newton iterations of the inverse of a dense grid (`ops.invert_grid`).
-
-    Returns:
-      f32[B, H, W, K].
-
-    Raises:
-      ValueError: if `outputs` is not f[B, h, w, K].
+    outputs: f[B, h, w, K] → f32[B, H, W, K]: unwarped through a `"grid"` of `aux` (or of
+    `aux["frontend"]`), else resized.
     """
+    warnings.warn(
+        "`tasks.full_resolution_logits` is deprecated and will be removed in the next "
+        "release; use `model.to_input(outputs, aux, output_shape)` of the FrontEndModel.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    aux = aux or {}
+    grid = aux.get("grid", aux.get("frontend", {}).get("grid"))
+    if grid is None:
+        return resize_to_input(outputs, output_shape)
     check_images(outputs, "outputs")
+    if isinstance(grid, ops.SeparableGrid):
+        warped_shape = (int(grid.y.shape[1]), int(grid.x.shape[1]))
+    else:
+        warped_shape = (int(grid.shape[1]), int(grid.shape[2]))
     outputs = outputs.astype(jnp.float32)
-    grid = aux.get("grid") if aux is not None else None
-    if grid is not None:
-        warped_shape = _grid_shape(grid)
-        if tuple(outputs.shape[1:3]) != warped_shape:
-            # A network that predicts at a fraction of its input: back to the warped image's
-            # size first, then undo the warp.
-            outputs = ops.resize(outputs, warped_shape)
-        return ops.unwarp(outputs, grid, output_shape, iterations=iterations)
-    if tuple(outputs.shape[1:3]) == tuple(output_shape):
-        return outputs
-    return ops.resize(outputs, output_shape, method="bilinear", antialias=False)
+    if tuple(outputs.shape[1:3]) != warped_shape:
+        outputs = ops.resize(outputs, warped_shape)
+    return ops.unwarp(outputs, grid, output_shape, iterations=iterations)
 
 
 def confusion_matrix(
@@ -114,8 +103,9 @@ class Segmentation(Task):
       class_weights: per-class loss weights (K values), e.g. ENet's 1 / ln(1.02 + p_k) from
         the class frequencies p_k; empty for uniform. The loss is then the weighted mean
         Σ w_y·CE / Σ w_y over the counted pixels (PyTorch's convention).
-      unwarp_iterations: Newton iterations when unwarping logits through a dense saliency
-        grid (`ops.invert_grid`).
+      to_input: `(logits, aux, (H, W)) -> f32[B, H, W, K]`, the model's way back to the
+        input's pixel grid (`FrontEndModel.to_input`); `for_model(model)` sets it. None: the
+        logits are resized (a model without a front-end).
 
     Model outputs: logits f[B, h, w, K]; batches: "label": int[B, H, W] label maps in [0, K)
     or `ignore_label`. Labels outside both are not trained on, and make `finalize` raise.
@@ -123,7 +113,7 @@ class Segmentation(Task):
 
     ignore_label: int = 255
     class_weights: tuple[float, ...] = ()
-    unwarp_iterations: int = 4
+    to_input: Callable | None = dataclasses.field(default=None, compare=False, repr=False)
     name: str = "segmentation"
 
     def __post_init__(self):
@@ -141,9 +131,10 @@ class Segmentation(Task):
                 f"uniform), got {weights!r}."
             )
         object.__setattr__(self, "class_weights", tuple(float(w) for w in weights))
-        iterations = self.unwarp_iterations
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-            raise ValueError(f"`unwarp_iterations` must be a non-negative int, got {iterations!r}.")
+
+    def for_model(self, model) -> Segmentation:
+        """This task, mapping the logits back with `model.to_input`."""
+        return dataclasses.replace(self, to_input=model.to_input)
 
     def check_dataset(self, info) -> None:
         """The dataset must deliver label maps whose void value is this task's ignore label."""
@@ -176,9 +167,16 @@ class Segmentation(Task):
                 f"`class_weights` must hold one weight per class ({num_classes}), got "
                 f"{len(self.class_weights)}."
             )
-        logits = full_resolution_logits(
-            outputs, aux, tuple(shape[1:]), iterations=self.unwarp_iterations
-        )
+        if self.to_input is not None:
+            logits = self.to_input(outputs, aux, tuple(shape[1:]))
+        elif aux and aux.get("frontend"):
+            # Resizing would be silently wrong for a warping front-end.
+            raise ValueError(
+                "The model has a front-end: bind the task to it with `task.for_model(model)` "
+                "so that the logits go back to the labels' pixel grid its own way."
+            )
+        else:
+            logits = resize_to_input(outputs, tuple(shape[1:]))
         labels = labels.astype(jnp.int32)
         in_range = (labels >= 0) & (labels < num_classes)
         labelled = labels != self.ignore_label

@@ -5,8 +5,6 @@ Every check here runs before anything is compiled, and its error names the confi
 
 from __future__ import annotations
 
-import inspect
-
 import jax
 import jax.numpy as jnp
 
@@ -44,8 +42,10 @@ def build_model(config, info) -> models.FrontEndModel:
     return models.FrontEndModel(frontend=frontend, backbone=backbone)
 
 
-def build_task(config) -> tasks.Task:
-    return tasks.get_task(config.task.name, **_kwargs(config.task))
+def build_task(config, model: models.FrontEndModel | None = None) -> tasks.Task:
+    """The task of `config.task`, bound to `model` when given (`Task.for_model`)."""
+    task = tasks.get_task(config.task.name, **_kwargs(config.task))
+    return task if model is None else task.for_model(model)
 
 
 def validate_config(config, info, num_devices: int) -> None:
@@ -70,7 +70,7 @@ def validate_config(config, info, num_devices: int) -> None:
         )
     build_task(config).check_dataset(info)
     compute_dtype(config)
-    if config.get("prng_impl", "threefry2x32") not in PRNG_IMPLS:
+    if config.prng_impl not in PRNG_IMPLS:
         raise ValueError(
             f"`config.prng_impl` must be one of {list(PRNG_IMPLS)}, got {config.prng_impl!r}."
         )
@@ -84,25 +84,6 @@ def validate_config(config, info, num_devices: int) -> None:
     if config.num_train_steps < 0:
         raise ValueError(f"`config.num_train_steps` must be >= 0, got {config.num_train_steps}.")
     if config.frontend.name != NO_FRONTEND:
-        out_h, out_w = check_size_pair(config.frontend.output_shape, "config.frontend.output_shape")
-        in_h, in_w = info.image_shape[:2]
-        can_upscale = getattr(frontends.frontend_class(config.frontend.name), "can_upscale", True)
-        if not can_upscale and (out_h > in_h or out_w > in_w):
-            raise ValueError(
-                f"`config.frontend.output_shape`={(out_h, out_w)} is larger than the input "
-                f"{(in_h, in_w)}, and front-end {config.frontend.name!r} cannot upscale."
-            )
+        check_size_pair(config.frontend.output_shape, "config.frontend.output_shape")
     if config.get("init_from") and not config.get("init_parts"):
         raise ValueError("`config.init_parts` must name the parts to load from `init_from`.")
-
-
-def call_kwargs(model):
-    """`step -> {"step": step}` when the front-end's `__call__` takes the training step (the
-    saliency sampler's blur pretraining), else None."""
-    frontend = getattr(model, "frontend", None)
-    if frontend is None:
-        return None
-    parameters = inspect.signature(type(frontend).__call__).parameters
-    if "step" not in parameters:
-        return None
-    return lambda step: {"step": step}

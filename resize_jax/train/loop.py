@@ -53,15 +53,11 @@ def _check_finite(step: int, metrics: dict[str, Any], last_saved: str) -> None:
             )
 
 
-def _prng_impl(config) -> str:
-    return config.get("prng_impl", "threefry2x32")
-
-
 def init_training(config, model, sample_images, mesh):
     """Step 0 of `config`'s run: `(state, tx, schedule)`, the optimizer and learning-rate
     schedule built from `config.optimizer` and the state (the model's initial variables and
     the optimizer's state) replicated over `mesh`. sample_images: f[1, H, W, C]."""
-    key = functools.partial(jax.random.key, impl=_prng_impl(config))
+    key = functools.partial(jax.random.key, impl=config.prng_impl)
 
     def init_variables(images):
         return model.init(
@@ -97,9 +93,8 @@ def jit_train_step(config, model, task, tx, schedule, mesh):
         tx,
         schedule,
         seed=config.seed,
-        prng_impl=_prng_impl(config),
+        prng_impl=config.prng_impl,
         frozen=optim.parse_paths(config.optimizer.get("freeze", "")),
-        call_kwargs=build.call_kwargs(model),
         accumulation_steps=int(config.optimizer.get("accumulation_steps", 1)),
     )
     return jax.jit(
@@ -150,7 +145,8 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
         first = next(train_batches)
         sample = np.zeros((1, *first["image"].shape[1:]), first["image"].dtype)
         with config_check.naming_fields(config):
-            model, task = build.build_model(config, info), build.build_task(config)
+            model = build.build_model(config, info)
+            task = build.build_task(config, model)
         store = checkpoint.CheckpointStore(workdir, max_to_keep=config.get("keep_checkpoints", 3))
         stop.preemption_service = store.reached_preemption
         try:

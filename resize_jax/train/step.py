@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -31,23 +30,25 @@ def make_train_step(
     schedule: optax.Schedule,
     *,
     seed: int,
-    prng_impl: str = "threefry2x32",
+    prng_impl: str,
     frozen: Sequence[str] = (),
-    call_kwargs: Callable[[jax.Array], Mapping[str, Any]] | None = None,
     accumulation_steps: int = 1,
 ):
     """Returns `train_step(state, batch) -> (state, metrics)`.
 
     batch: {"image": f[B, H, W, C], "label": ...}. Metrics are scalars: the task's training
     metrics plus loss, learning rate and the global norms of gradients, updates and params
-    (the host checks loss and grad norm for non-finite values). `call_kwargs(step)` supplies
-    step-dependent keyword arguments of the model's `__call__` (e.g. blur pretraining).
+    (the host checks loss and grad norm for non-finite values). The model (a
+    `FrontEndModel`) gets the step (`step=`, e.g. for blur pretraining) and one key for each
+    RNG stream it declares (`model.rng_streams`), all derived from `seed` and the step.
     """
     base_key = jax.random.key(seed, impl=prng_impl)
+    streams = tuple(model.rng_streams)
 
     def train_step(state: TrainState, batch):
         rng = jax.random.fold_in(base_key, state.step)
-        extra = dict(call_kwargs(state.step)) if call_kwargs else {}
+        # The first stream ("dropout") takes the step's key itself, the k-th its fold_in k.
+        rngs = {s: rng if k == 0 else jax.random.fold_in(rng, k) for k, s in enumerate(streams)}
 
         def loss_fn(params):
             variables = {"params": params}
@@ -57,9 +58,9 @@ def make_train_step(
                 variables,
                 batch["image"],
                 train=True,
+                step=state.step,
                 mutable=["batch_stats"],
-                rngs={"dropout": rng, "blur": jax.random.fold_in(rng, 1)},
-                **extra,
+                rngs=rngs,
             )
             loss, metrics = task.loss(outputs, aux, batch)
             return loss, (metrics, new_vars.get("batch_stats", {}))

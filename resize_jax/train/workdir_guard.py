@@ -163,8 +163,8 @@ def check_resume(config, workdir: str, *, has_checkpoint: bool) -> None:
 
 
 def write_config(config, workdir: str) -> None:
-    """The run's own record of its config (atomically): `resize_jax.report` and
-    `resize_jax.apply` rebuild the model from it, from the workdir alone."""
+    """The run's own record of its config (atomically): `resize_jax.tools.report` and
+    `resize_jax.tools.apply` rebuild the model from it, from the workdir alone."""
     if jax.process_index() != 0:
         return
     path = os.path.join(workdir, CONFIG_FILE)

@@ -1,7 +1,7 @@
 """Metrics people can read and plot: TensorBoard events (clu) plus `metrics.jsonl`.
 
 `metrics.jsonl` holds one JSON object per logged step, `{"step": 100, "train/loss": ...}`,
-so a run can be plotted with three lines of pandas or read by `resize_jax.report`.
+so a run can be plotted with three lines of pandas or read by `resize_jax.tools.report`.
 """
 
 from __future__ import annotations

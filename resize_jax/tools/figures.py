@@ -1,4 +1,4 @@
-"""Plots shared by `resize_jax.report`, `resize_jax.demo` and `resize_jax.apply` (matplotlib, Agg).
+"""Plots shared by the report, the demo and `apply` (`resize_jax.tools`; matplotlib, Agg).
 
 Images are NumPy arrays f[H, W, 3] with values in [0, 1] (callers map their value range);
 they are drawn with nearest-neighbour magnification so every pixel a network sees shows.

@@ -1,0 +1,60 @@
+"""The front-end protocol: what every front-end provides, and what the rest of the library
+may rely on. `tests/test_frontend_protocol.py` checks it for every registered front-end.
+
+A front-end is a `flax.linen` module with:
+
+- a field `output_shape: tuple[int, int]` and the fields `dtype` (computation) and
+  `param_dtype`;
+- `__call__(images, *, train=False, step=None) -> (resized, aux)`: images f[B, H, W, C] →
+  resized f[B, out_h, out_w, C]; `step` is the training step (an int32 scalar, or None
+  outside training) for front-ends whose training follows a schedule; `aux` is a dict of
+  inspectable intermediates for people and figures (`"saliency"`, `"grid"`, `"skip"`),
+  never read by other layers;
+- `rng_streams`: the names of the RNG streams `__call__` draws from in training (e.g.
+  `("blur",)`); the train step provides every stream the model declares;
+- `to_input(dense, aux, input_shape)`: maps dense outputs computed on the resized image
+  (f[B, h, w, K], any h, w) back to the input image's pixel grid (f32[B, H, W, K]), given
+  the `aux` of the same call. Dense tasks (segmentation) call it instead of reading `aux`.
+
+Adding a front-end: one module deriving from `FrontEnd` and one `@register_frontend` line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from resize_jax import ops
+from resize_jax.ops.checks import check_images, check_size_pair
+
+
+def resize_to_input(dense: jax.Array, input_shape: tuple[int, int]) -> jax.Array:
+    """dense: f[B, h, w, K] → f32[B, H, W, K] by a bilinear resize (half-pixel centres: the
+    inverse geometry of a resize); unchanged when (h, w) is already `input_shape`."""
+    check_images(dense, "dense")
+    input_shape = check_size_pair(input_shape, "input_shape")
+    dense = dense.astype(jnp.float32)
+    if tuple(dense.shape[1:3]) == input_shape:
+        return dense
+    return ops.resize(dense, input_shape, method="bilinear", antialias=False)
+
+
+class FrontEnd(nn.Module):
+    """Base class of the front-ends (see the module docstring for the protocol).
+
+    Its defaults suit a front-end that resizes the whole image geometrically (fixed and
+    learned resizers): no RNG stream, and dense outputs go back by a resize.
+    """
+
+    rng_streams: ClassVar[tuple[str, ...]] = ()
+
+    @nn.nowrap
+    def to_input(
+        self, dense: jax.Array, aux: dict[str, Any], input_shape: tuple[int, int]
+    ) -> jax.Array:
+        """dense: f[B, h, w, K] on the resized image → f32[B, H, W, K] on the input's grid."""
+        del aux  # A whole-image resize is undone by a resize.
+        return resize_to_input(dense, input_shape)

@@ -1,0 +1,5 @@
+"""Applications built on the library: the demo, the report, `apply`, figures, the model summary.
+
+Each is a command (`python -m resize_jax.tools.demo`, ...). They need the training extra, and
+the figures need matplotlib (the viz extra).
+"""

@@ -1,0 +1,182 @@
+"""Runs a trained front-end on your own images and writes what the network sees.
+
+    python -m resize_jax.tools.apply --workdir runs/demo/saliency_seed0 --out runs/apply \\
+        photo.jpg scan.png
+
+The model is rebuilt from the workdir's `config.json` and its newest checkpoint. Images of
+any size and format that TensorFlow decodes (PNG, JPEG, GIF, BMP; grey is made RGB) are first
+brought to the run's input size (`config.data.image_size`, e.g. 128×128 for the demo) exactly
+as its evaluation data was: the central box with that aspect ratio (shrunk by
+`config.data.eval_crop_fraction`: 1.0 for the generated sets, 0.875 for natural-image sets),
+resized with antialiased bilinear and mapped to `config.data.value_range`. Then, per image
+`<name>` in `--out`:
+
+- `<name>_input.png`: that input (what the front-end gets);
+- `<name>_seen.png`: the front-end's output at its own size, e.g. 32×32 (what the network
+  sees; values outside the value range clipped);
+- `<name>_panel.png`: both side by side, magnified, plus for a learned resizer the
+  difference to its skip path, and for a saliency sampler the saliency map and the sampling
+  grid drawn over the input.
+
+The network's predicted class (index and probability) is printed for each image. Unreadable
+files and workdirs without a checkpoint stop the command with an error naming them, before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from resize_jax import ops
+from resize_jax.train.workdir import TrainedRun, describe, load_run
+
+
+def load_image(path: str, run: TrainedRun) -> np.ndarray:
+    """The file at `path` as the run's evaluation pipeline would deliver it: f32[H, W, 3].
+
+    Raises:
+      ValueError: naming `path` when it cannot be read or decoded as an image.
+    """
+    import tensorflow as tf
+
+    from resize_jax.data import preprocess
+    from resize_jax.data.config import resolve
+
+    try:
+        with open(path, "rb") as f:
+            encoded = f.read()
+    except OSError as error:
+        raise ValueError(f"`images`: cannot read {path!r} ({error.strerror}).") from error
+    resolved = resolve(run.config.data)
+    options = preprocess.Options(
+        task="classification",  # Only the image is used; its label is a placeholder.
+        image_size=run.image_size,
+        value_range=resolved.value_range,
+        augment="none",
+        crop_area_range=resolved.crop_area_range,
+        crop_aspect_range=resolved.crop_aspect_range,
+        eval_crop_fraction=resolved.eval_crop_fraction,
+        num_classes=run.num_classes,
+        one_hot=False,
+        ignore_label=resolved.ignore_label,
+    )
+    try:
+        example = {"image": tf.constant(encoded), "label": tf.constant(0, tf.int64)}
+        image = preprocess.preprocess(example, None, options, train=False)["image"]
+        return np.asarray(image, np.float32)
+    except (tf.errors.InvalidArgumentError, ValueError) as error:
+        raise ValueError(
+            f"`images`: {path!r} is not an image TensorFlow can decode (PNG, JPEG, GIF, BMP): "
+            f"{_tf_message(error)}"
+        ) from error
+
+
+def _tf_message(error: Exception) -> str:
+    # TF prefixes "{{function_node ...}}" and appends "[Op:DecodeImage]": keep the message.
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    text = re.sub(r"\{\{.*?\}\}\s*", "", text)
+    return re.sub(r"\s*\[Op:.*$", "", text).strip()
+
+
+def _names(paths: Sequence[str]) -> list[str]:
+    # Output names from the file names; a repeated name gets its position appended.
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    return [s if stems.count(s) == 1 else f"{s}_{i}" for i, s in enumerate(stems)]
+
+
+def _save_png(path: str, image: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.round(image * 255).astype(np.uint8)).save(path)
+
+
+def apply(workdir: str, paths: Sequence[str], out: str) -> list[dict]:
+    """Runs `workdir`'s front-end (and network) on the images at `paths`; writes into `out`.
+
+    Returns, per image, {"name", "files": [written paths], "class": int, "probability"}.
+    Raises ValueError naming the workdir or the file that cannot be used.
+    """
+    from resize_jax.tools import figures
+
+    if not paths:
+        raise ValueError("`images`: give at least one image file.")
+    run = load_run(workdir)
+    images = np.stack([load_image(p, run) for p in paths])  # All checked before any write.
+    os.makedirs(out, exist_ok=True)
+    logits, aux = jax.jit(lambda v, x: run.model.apply(v, x, train=False))(run.variables, images)
+    probabilities = np.asarray(jax.nn.softmax(logits.reshape(len(paths), -1), axis=-1))
+    value_range = tuple(run.config.data.value_range)
+    low, high = value_range
+    shown = figures.to_display(images, value_range)
+    seen = figures.to_display(np.asarray(aux["resized"]), value_range)
+    frontend_aux = aux["frontend"]
+    grid = frontend_aux.get("grid")
+    if isinstance(grid, ops.SeparableGrid):
+        grid = ops.separable_to_grid(grid)
+    results = []
+    for i, name in enumerate(_names(paths)):
+        files = [os.path.join(out, f"{name}_{kind}.png") for kind in ("input", "seen", "panel")]
+        _save_png(files[0], shown[i])
+        _save_png(files[1], seen[i])
+        h, w = seen.shape[1:3]
+        panels = [(f"input {images.shape[1]}×{images.shape[2]}", shown[i])]
+        panels.append((f"what the network sees {h}×{w}", seen[i]))
+        title = f"{os.path.basename(paths[i])} through {describe(run.config)} ({workdir})"
+        if "skip" in frontend_aux:
+            skip = np.asarray(frontend_aux["skip"][i])
+            difference = (np.asarray(aux["resized"][i]) - skip) / (high - low)
+            gain = 0.5 / (float(np.max(np.abs(difference))) or 1.0)
+            panels.append(
+                (f"minus skip path (×{gain:.2g})", np.clip(0.5 + gain * difference, 0, 1))
+            )
+        if grid is not None and "saliency" in frontend_aux:
+            figures.saliency(
+                files[2],
+                shown[i : i + 1],
+                np.asarray(frontend_aux["saliency"][i : i + 1]),
+                np.asarray(grid[i : i + 1]),
+                seen[i : i + 1],
+                title=title,
+            )
+        else:
+            figures.panel(files[2], panels, title=title)
+        top = int(np.argmax(probabilities[i]))
+        results.append(
+            {
+                "name": name,
+                "files": files,
+                "class": top,
+                "probability": float(probabilities[i, top]),
+            }
+        )
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m resize_jax.tools.apply", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--workdir", required=True, help="a trained run's workdir")
+    parser.add_argument("--out", required=True, help="directory for the PNGs")
+    parser.add_argument("images", nargs="+", help="image files (any size)")
+    args = parser.parse_args(argv)
+    try:
+        results = apply(args.workdir, args.images, args.out)
+    except ValueError as error:
+        parser.exit(2, f"error: {error}\n")
+    for path, result in zip(args.images, results, strict=True):
+        print(
+            f"{path}: class {result['class']} (p={result['probability']:.2f}); wrote "
+            + ", ".join(result["files"])
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
