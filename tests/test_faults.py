@@ -101,6 +101,15 @@ def test_deleted_item_directory_falls_back_to_the_intact_step(finished, copy, ca
     _assert_trees_equal(restored.params, jax.device_get(restored.params))
 
 
+def test_save_cut_short_by_a_kill_is_removed_at_the_next_start(finished, copy):
+    # What a SIGKILL during an asynchronous save leaves: orbax's uncommitted temporary step.
+    shutil.copytree(copy / "checkpoints" / "4", copy / "checkpoints" / "6.orbax-checkpoint-tmp-1")
+    with checkpoint.CheckpointStore(str(copy)) as store:
+        assert store.all_steps() == [2, 4]
+        assert int(store.restore_latest(finished[1].state).step) == 4
+    assert sorted(os.listdir(copy / "checkpoints")) == ["2", "4"]
+
+
 def test_apply_names_the_corrupt_step_it_skips(copy, caplog):
     from resize_jax.train import workdir as workdir_reader
 
