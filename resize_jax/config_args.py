@@ -90,8 +90,10 @@ def training_defaults() -> ml_collections.ConfigDict:
         multiple of the device and process counts.
       num_train_steps, log_every_steps, eval_every_steps (0 = only at the end),
       checkpoint_every_steps (0 = only at the end), keep_checkpoints.
-      init_from / init_parts: another run's workdir and the top-level parts to load from it
-        ("backbone", "frontend", or both), for two-stage training and resizer transfer.
+      init_from / init_parts: another run's workdir and the path patterns to load from it
+        ("backbone", "frontend", "backbone,!backbone/head"), for two-stage training and
+        resizer transfer; init_rules: "RUN:PATTERNS; RUN:PATTERNS" for several runs
+        (resize_jax.train.init_from). Pretrained files: `model.weights` / `weights_source`.
       dtype: "float32" or "bfloat16" computation (parameters and optimizer state stay f32).
       num_devices: -1 for every device, or the first N (single-process experiments).
       distributed: multi-host set-up; `enabled=True` calls `jax.distributed.initialize` with
@@ -118,6 +120,7 @@ def training_defaults() -> ml_collections.ConfigDict:
     config.preemption_check_every_steps = 10
     config.init_from = ""
     config.init_parts = ""
+    config.init_rules = ""
     config.dtype = "float32"
     config.num_devices = -1
     config.distributed = ml_collections.ConfigDict(
@@ -157,6 +160,15 @@ def frontend_section(name: str, output_shape, **overrides) -> ml_collections.Con
     from resize_jax import frontends
 
     cls = frontends.frontend_class(name)
+    if name == "saliency":
+        # The saliency network by name ("" = the small CNN, "resnet18_layer3" = the paper's)
+        # and an optional weights file for it (resize_jax.train.init_from).
+        overrides = {
+            "saliency_net": "",
+            "saliency_net_weights": "",
+            "saliency_net_weights_source": "",
+            **overrides,
+        }
     return module_section(name, cls, output_shape=tuple(output_shape), **overrides)
 
 
@@ -164,6 +176,8 @@ def model_section(name: str, **overrides) -> ml_collections.ConfigDict:
     """`config.model` for a registered backbone name."""
     from resize_jax import models
 
+    # A pretrained weights file and its framework (resize_jax.models.pretrained).
+    overrides = {"weights": "", "weights_source": "", **overrides}
     return module_section(name, models.model_factory(name), **overrides)
 
 

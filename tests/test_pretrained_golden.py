@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")  # The `test` extra installs the CPU build.
 TOLERANCE = 1e-4  # Of the largest |logit|; float32 convolutions agree to ~1e-6 here.
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fixture(source, name):
     with open(fixture_path(source, name)) as f:
         record = json.load(f)

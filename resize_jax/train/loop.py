@@ -24,7 +24,7 @@ from jax.experimental import multihost_utils
 
 from resize_jax import data
 from resize_jax.models import count_params
-from resize_jax.train import build, checkpoint, optim, sharding
+from resize_jax.train import build, checkpoint, init_from, optim, sharding
 from resize_jax.train.state import TrainState
 from resize_jax.train.step import make_eval_step, make_train_step
 from resize_jax.train.writer import Progress, make_writer
@@ -168,10 +168,8 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
 
     manager = checkpoint.make_manager(workdir, max_to_keep=config.get("keep_checkpoints", 3))
     restored = checkpoint.restore_latest(manager, state) if manager.all_steps() else None
-    if restored is not None:
-        state = restored
-    elif config.get("init_from"):
-        state = checkpoint.load_parts(config.init_from, config.init_parts, state)
+    # Pretrained files and other runs' parts apply only when there is nothing to resume.
+    state = restored if restored is not None else init_from.initialize(config, state, model)
     start = int(jax.device_get(state.step))
 
     writer = make_writer(workdir)

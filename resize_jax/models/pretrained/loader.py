@@ -13,7 +13,7 @@ import numpy as np
 from absl import logging
 
 from resize_jax.models.pretrained import names
-from resize_jax.models.pretrained.convert import KERAS, TORCH, Convention, Conversion, convert
+from resize_jax.models.pretrained.assign import KERAS, TORCH, Convention, Conversion, assign
 from resize_jax.models.pretrained.files import keras_layers_by_class, read_tensors
 from resize_jax.models.registry import get_model
 
@@ -185,7 +185,9 @@ def import_variables(
     target: dict | None = None,
 ) -> Conversion:
     """The file's tensors as `model`'s variables. A head whose size differs from the file's
-    (or that the file lacks) keeps a fresh initialisation; layers past a trunk are dropped."""
+    (or that the file lacks) keeps a fresh initialisation (`target`'s own values when it is
+    given, else drawn from `seed`); layers past a trunk are dropped."""
+    initialise_head = target is None
     target = abstract_variables(model) if target is None else target
     fresh: tuple[str, ...] = ()
     head = target["params"].get("head")
@@ -193,7 +195,8 @@ def import_variables(
         classes = file_num_classes(tensors, rec)
         if classes != head["kernel"].shape[-1]:
             fresh = ("head",)
-            target = _with_fresh_head(target, seed)
+            if initialise_head:
+                target = _with_fresh_head(target, seed)
     droppable: tuple[str, ...] = ()
     if getattr(model, "trunk", None):
         full = abstract_variables(model.clone(trunk=None, parent=None))
@@ -202,7 +205,7 @@ def import_variables(
             rec.mapping(m)
             for m in {"/".join(p[:-1]) for p in _module_paths(full["params"])} - inside
         )
-    return convert(
+    return assign(
         tensors, target, rec.mapping, rec.convention, where=where, fresh=fresh, droppable=droppable
     )
 

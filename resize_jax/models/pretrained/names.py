@@ -3,7 +3,7 @@
 A mapping takes the '/'-joined path of a resize_jax module that holds variables
 ("stage2_block1/shortcut/conv", "head") and returns the source framework's name for the same
 layer ("layer2.0.downsample.0", "fc"), or None when the source has no such layer. The
-variables inside a layer (kernel, scale, running mean, ...) are matched by `convert`.
+variables inside a layer (kernel, scale, running mean, ...) are matched by `assign`.
 """
 
 from __future__ import annotations

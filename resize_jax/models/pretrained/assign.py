@@ -88,7 +88,7 @@ def _unflatten(flat: dict[tuple[str, ...], Any]) -> dict:
 
 @dataclasses.dataclass
 class Conversion:
-    """The result of `convert`: the variables, and what was left out on purpose.
+    """The result of `assign`: the variables, and what was left out on purpose.
 
     variables: {"params": ..., "batch_stats": ...} as NumPy arrays.
     fresh: resize_jax module paths kept from `init` (the head, when its size differs).
@@ -101,7 +101,7 @@ class Conversion:
     dropped: list[str]
 
 
-def convert(
+def assign(
     tensors: dict[str, np.ndarray],
     target: dict,
     mapping: Mapping,
