@@ -14,7 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from resize_jax.models.registry import get_model
+from resize_jax.models.registry import model_factory
 
 # name → (backbone, trunk).
 SALIENCY_NETS = {"resnet18_layer3": ("resnet18", "layer3")}
@@ -44,9 +44,10 @@ class SaliencyTrunk(nn.Module):
     param_dtype: Any = jnp.float32
 
     def network(self, **kwargs) -> nn.Module:
-        """The backbone trunk (unbound: for loading weights into it)."""
-        return get_model(
-            self.backbone,
+        """The backbone trunk; without `name`, unbound (for loading weights into it)."""
+        if "name" not in kwargs:
+            kwargs["parent"] = None  # Not a submodule of this (possibly unbound) module.
+        return model_factory(self.backbone)(
             num_classes=1,  # Unused: a trunk has no head.
             trunk=self.trunk,
             bn_epsilon=self.bn_epsilon,

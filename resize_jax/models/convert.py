@@ -33,10 +33,19 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 def convert(
-    name: str, weights: str, out: str, *, source: str, num_classes: int | None = None
+    name: str,
+    weights: str,
+    out: str,
+    *,
+    source: str,
+    num_classes: int | None = None,
+    **model_fields,
 ) -> str:
-    """Writes `weights` as `out`'s step-0 checkpoint; returns the checkpoint directory."""
-    model, variables = pretrained.load(name, weights, source=source, num_classes=num_classes)
+    """Writes `weights` as `out`'s step-0 checkpoint; returns the checkpoint directory.
+    `model_fields` go to `pretrained.load` (e.g. a narrower variant's widths)."""
+    model, variables = pretrained.load(
+        name, weights, source=source, num_classes=num_classes, **model_fields
+    )
     state = {
         "step": np.zeros((), np.int32),
         "params": {"backbone": jax.device_get(variables["params"])},
@@ -54,7 +63,7 @@ def convert(
         "model": name,
         "weights": os.path.abspath(weights),
         "num_classes": model.num_classes,
-        "model_fields": pretrained.model_fields(source, name),
+        "model_fields": {**pretrained.model_fields(source, name), **model_fields},
         "preprocessing": pretrained.preprocessing(source, name),
     }
     with open(os.path.join(out, "pretrained.json"), "w") as f:
