@@ -199,3 +199,14 @@ def test_preprocessing_and_supported_table():
     assert get_model("efficientnet_b0", num_classes=2).bn_epsilon == 1e-3  # TF's default.
     with pytest.raises(ValueError, match=r"`trunk` must be None or one of"):
         get_model("resnet18", num_classes=2, trunk="layer5")
+
+
+def test_docs_python_block_runs(resnet18_file, monkeypatch):
+    import re
+
+    page = pathlib.Path(__file__).resolve().parents[1] / "docs" / "pretrained.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    assert blocks
+    monkeypatch.chdir(pathlib.Path(resnet18_file).parent)  # Where resnet18.pth lies.
+    for block in blocks:
+        exec(compile(block, str(page), "exec"), {})
