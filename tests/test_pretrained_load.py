@@ -210,3 +210,8 @@ def test_docs_python_block_runs(resnet18_file, monkeypatch):
     monkeypatch.chdir(pathlib.Path(resnet18_file).parent)  # Where resnet18.pth lies.
     for block in blocks:
         exec(compile(block, str(page), "exec"), {})
+
+
+def test_trunk_only_where_it_exists():
+    with pytest.raises(ValueError, match=r"model 'densenet121' has no trunk option"):
+        get_model("densenet121", num_classes=2, trunk="layer3")
