@@ -41,9 +41,21 @@ def model_factory(name: str) -> Callable[..., nn.Module]:
 def get_model(name: str, *, num_classes: int, **kwargs) -> nn.Module:
     """Builds the backbone registered as `name`, e.g. `get_model("resnet50", num_classes=10)`.
 
-    `kwargs` set the architecture's other fields (`dtype`, `dropout_rate`, ...).
+    `kwargs` set the architecture's other fields (`dtype`, `dropout_rate`, ...); ResNets
+    take `trunk="layer3"` to return that stage's feature map instead of logits.
 
     Raises:
       ValueError: if `name` is unknown (the message lists the known names), or a field is bad.
     """
-    return model_factory(name)(num_classes=num_classes, **kwargs)
+    factory = model_factory(name)
+    if kwargs.get("trunk") is not None and "trunk" not in _fields(factory):
+        raise ValueError(
+            f"`trunk`={kwargs['trunk']!r}: model {name!r} has no trunk option (ResNets do)."
+        )
+    return factory(num_classes=num_classes, **kwargs)
+
+
+def _fields(factory) -> set[str]:
+    import dataclasses
+
+    return {f.name for f in dataclasses.fields(getattr(factory, "func", factory))}

@@ -148,7 +148,9 @@ def check_section_names(section_name: str, section, factory, kind: str) -> None:
     Raises:
       ValueError: naming the unknown field, the closest known one and all known ones.
     """
-    known = _module_fields(factory) - {"parent", "name"}
+    from resize_jax.train.build import WEIGHT_FIELDS
+
+    known = (_module_fields(factory) - {"parent", "name"}) | set(WEIGHT_FIELDS)
     for key in section:
         if key == "name" or key in known:
             continue

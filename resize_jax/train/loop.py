@@ -24,6 +24,7 @@ from resize_jax.train import (
     build,
     checkpoint,
     config_check,
+    init_from,
     memory_check,
     optim,
     sharding,
@@ -160,10 +161,8 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
                 )
             restored = store.restore_latest(state)
             workdir_guard.write_config(config, workdir)
-            if restored is not None:
-                state = restored
-            elif config.get("init_from"):
-                state = checkpoint.load_parts(config.init_from, config.init_parts, state)
+            # Pretrained files and other runs' parts apply only when there is nothing to resume.
+            state = restored if restored is not None else init_from.initialize(config, state, model)
             return _train(
                 config,
                 workdir,
