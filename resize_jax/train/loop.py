@@ -150,14 +150,17 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
     mesh = sharding.make_mesh(config.get("num_devices", -1))
     info = data.get_info(config.data)
     build.validate_config(config, info, mesh.size)
+    model = build.build_model(config, info)
+    task = build.build_task(config, model, info)
     if jax.process_index() == 0:
-        # The run's own record of its config: `resize_jax.tools.report` and `resize_jax.tools.apply`
-        # rebuild the model from it, from the workdir alone.
+        # The run's own record of its config: `resize_jax.tools.report` and
+        # `resize_jax.tools.apply` rebuild the model (and the task, with what it took from the
+        # dataset) from it, from the workdir alone.
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-    model = build.build_model(config, info)
-    task = build.build_task(config, model)
+            f.write(
+                build.recorded_config(config, task).to_json_best_effort(indent=2, sort_keys=True)
+            )
     num_steps = int(config.num_train_steps)
     per_process_batch = config.batch_size // jax.process_count()
 
