@@ -26,15 +26,19 @@ directly. The face's position and size are random, so no fixed crop does that.
 Extra features for figures and tests: "gaze_direction" (g_x, g_y), "eyes" f32[2, 2], the
 centres (x, y) of the left and right eye in the grid convention of `resize_jax.ops` ([-1, 1],
 ±1 at the centres of the border pixels), and "face" the face's bounding box.
+`export_csv` writes a split as PNG images plus a `<split>.csv` for the `name="csv"` reader.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import tensorflow_datasets as tfds
+from PIL import Image
 
 from resize_jax.data.generated import render
-from resize_jax.data.generated.builder import GeneratedBuilder, default_and_tiny
+from resize_jax.data.generated.builder import SPLIT_SEEDS, GeneratedBuilder, default_and_tiny
 
 SCREEN_X_CM = 8.0  # x = SCREEN_X_CM · g_x
 SCREEN_Y_CM = (-9.0, 6.0)  # y = SCREEN_Y_CM[0] − SCREEN_Y_CM[1] · g_y
@@ -141,6 +145,23 @@ def make_example(seed: tuple[int, ...], size: int = 128) -> dict[str, np.ndarray
         "eyes": np.asarray(eyes, np.float32),
         "face": np.clip(face, 0.0, 1.0),
     }
+
+
+def export_csv(directory: str, split: str = "test", count: int = 100, size: int = 128) -> str:
+    """Writes the first `count` examples of `split` as `directory/<split>/<index>.png` plus
+    `directory/<split>.csv` (`image,x,y`, the gaze point in cm), readable with `name="csv"`,
+    `root=directory`. Returns the CSV's path."""
+    os.makedirs(os.path.join(directory, split), exist_ok=True)
+    path = os.path.join(directory, f"{split}.csv")
+    with open(path, "w") as f:
+        f.write("image,x,y\n")
+        for index in range(count):
+            example = make_example((_SEED, SPLIT_SEEDS[split], index), size)
+            name = f"{split}/{index:06d}.png"
+            Image.fromarray(example["image"]).save(os.path.join(directory, name))
+            x, y = (float(v) for v in example["gaze"])
+            f.write(f"{name},{x!r},{y!r}\n")
+    return path
 
 
 class SyntheticGaze(GeneratedBuilder):
