@@ -30,8 +30,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUNS = {
     "bilinear": ("fixed bilinear", "frontend=fixed,method=bilinear"),
     "bilinear_aa": ("fixed bilinear, antialiased", "frontend=fixed,method=bilinear,antialias=true"),
-    "learned": ("learned resizer", "frontend=learned"),
     "saliency": ("saliency sampler", "frontend=saliency"),
+    "learned": ("learned resizer", "frontend=learned"),
     "full_res": ("full resolution, no front-end", "frontend=none"),
 }
 METRICS = ("mean_error", "median_error", "p90_error")
@@ -158,12 +158,12 @@ def main(argv=None) -> None:
     if os.path.exists(results_path):
         with open(results_path) as f:
             results = json.load(f)["runs"]
-    for seed in seeds:
-        for run in runs:
+    # Cheap runs first, every seed, so an interrupted benchmark still compares the baselines.
+    for run in runs:
+        for seed in seeds:
             key = f"{run}_seed{seed}"
             workdir = os.path.join(args.out, key)
-            done = _finished(workdir, args.steps)
-            if done is not None and key in results:
+            if _finished(workdir, args.steps) is not None and key in results:
                 print(f"{key}: reusing {workdir}", flush=True)
                 continue
             config = make_config(run, seed, args)
