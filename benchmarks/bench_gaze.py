@@ -75,15 +75,17 @@ def gaze_figure(workdir: str, config, path: str, count: int = 6) -> None:
     import matplotlib.pyplot as plt
     import tensorflow_datasets as tfds
 
-    from resize_jax import figures, ops, trained
+    from resize_jax import ops
+    from resize_jax.tools import figures
+    from resize_jax.train import workdir as workdir_reader
 
-    run = trained.load_run(workdir)
+    run = workdir_reader.load_run(workdir)
     builder = tfds.builder(config.data.name, data_dir=config.data.data_dir)
     examples = list(builder.as_dataset(split=f"test[:{count}]").as_numpy_iterator())
     images = jnp.asarray(np.stack([e["image"] for e in examples]), jnp.float32) / 255.0
     eyes = jnp.asarray(np.stack([e["eyes"] for e in examples]))
     _, aux = run.model.apply(run.variables, images, train=False)
-    grid = aux["grid"]
+    saliency, grid = aux["frontend"]["saliency"], aux["frontend"]["grid"]
     if isinstance(grid, ops.SeparableGrid):
         grid = ops.separable_to_grid(grid)
     warped_eyes = np.asarray(ops.warp_points(eyes, grid))
@@ -92,7 +94,7 @@ def gaze_figure(workdir: str, config, path: str, count: int = 6) -> None:
     h, w = sampled.shape[1:3]
     fig, axes = plt.subplots(count, 3, figsize=(4.8, 1.6 * count + 0.5))
     for row in range(count):
-        figures.draw_saliency(axes[row, 0], images[row], np.asarray(aux["saliency"][row]))
+        figures.draw_saliency(axes[row, 0], images[row], np.asarray(saliency[row]))
         figures.show(axes[row, 1], images[row])
         figures.draw_grid(axes[row, 1], np.asarray(grid[row]), height, width)
         figures.show(axes[row, 2], sampled[row])
