@@ -118,7 +118,7 @@ def table(results: dict, runs, seeds) -> str:
         "(mean error) | wall s/run |",
         "|---|---:|---:|---:|---|---|---:|",
     ]
-    for run in runs:
+    for run in [r for r in RUNS if r in runs]:
         rows = [results[f"{run}_seed{s}"] for s in seeds if f"{run}_seed{s}" in results]
         if not rows:
             continue
