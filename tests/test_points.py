@@ -3,6 +3,8 @@ grids; gradients; input checks. Grids: saliency grids of 31×31 maps (a peak hol
 the mass, or softmax of N(0, 1.5²) logits) from a 64×64 input to a 48×48 warped image."""
 
 import functools
+import pathlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -176,3 +178,11 @@ def test_bad_inputs_raise_value_errors():
         ops.warp_points(points, grid, iterations=-1)
     with pytest.raises(ValueError, match="`image_shape`"):
         ops.pixels_to_grid(points, (0, 4))
+
+
+def test_docs_gaze_python_blocks_run():
+    page = pathlib.Path(__file__).resolve().parents[1] / "docs" / "gaze.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    assert blocks, "docs/gaze.md has no python block"
+    for block in blocks:
+        exec(compile(block, str(page), "exec"), {})
