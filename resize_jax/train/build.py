@@ -67,10 +67,27 @@ def build_model(config, info) -> models.FrontEndModel:
     )
 
 
-def build_task(config, model: models.FrontEndModel | None = None) -> tasks.Task:
-    """The task of `config.task`, bound to `model` when given (`Task.for_model`)."""
+def build_task(config, model: models.FrontEndModel | None = None, info=None) -> tasks.Task:
+    """The task of `config.task`, bound to `model` when given (`Task.for_model`) and completed
+    from the dataset's `info` when given (e.g. the regression targets' statistics,
+    `Task.bind_dataset`)."""
     task = tasks.get_task(config.task.name, **_kwargs(config.task))
+    if info is not None:
+        task = task.bind_dataset(info)
     return task if model is None else task.for_model(model)
+
+
+def recorded_config(config, task: tasks.Task):
+    """`config` as the run records it in config.json: a copy with what the task took from
+    the dataset (`Task.recorded_fields`) written into `config.task`."""
+    fields = task.recorded_fields()
+    if not fields:
+        return config
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        for key, value in fields.items():
+            config.task[key] = value
+    return config
 
 
 def validate_config(config, info, num_devices: int) -> None:

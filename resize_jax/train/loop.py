@@ -147,11 +147,14 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
         sample = np.zeros((1, *first["image"].shape[1:]), first["image"].dtype)
         with config_check.naming_fields(config):
             model = build.build_model(config, info)
-            task = build.build_task(config, model)
+            task = build.build_task(config, model, info)
+        # What the run records in config.json: the config plus what the task took from the
+        # dataset (regression targets' statistics), so a resume compares like with like.
+        recorded = build.recorded_config(config, task)
         store = checkpoint.CheckpointStore(workdir, max_to_keep=config.get("keep_checkpoints", 3))
         stop.preemption_service = store.reached_preemption
         try:
-            workdir_guard.check_resume(config, workdir, has_checkpoint=bool(store.all_steps()))
+            workdir_guard.check_resume(recorded, workdir, has_checkpoint=bool(store.all_steps()))
             with config_check.naming_fields(config):
                 state, tx, schedule = init_training(config, model, sample, mesh)
                 train_step = memory_check.compile_checked(
@@ -160,7 +163,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
                     config,
                 )
             restored = store.restore_latest(state)
-            workdir_guard.write_config(config, workdir)
+            workdir_guard.write_config(recorded, workdir)
             # Pretrained files and other runs' parts apply only when there is nothing to resume.
             state = restored if restored is not None else init_from.initialize(config, state, model)
             return _train(
