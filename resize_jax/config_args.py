@@ -94,6 +94,8 @@ def training_defaults() -> ml_collections.ConfigDict:
         ("backbone", "frontend", or both), for two-stage training and resizer transfer.
       dtype: "float32" or "bfloat16" computation (parameters and optimizer state stay f32).
       num_devices: -1 for every device, or the first N (single-process experiments).
+      sharding: "replicated" (every device holds the whole train state) or "fsdp" (arrays of
+        at least `fsdp_min_size_mb` MiB split over the devices; `resize_jax.train.sharding`).
       distributed: multi-host set-up; `enabled=True` calls `jax.distributed.initialize` with
         the given coordinator_address/num_processes/process_id (unset: auto-detected), and
         cpu_collectives="gloo" for CPU-only processes.
@@ -120,6 +122,8 @@ def training_defaults() -> ml_collections.ConfigDict:
     config.init_parts = ""
     config.dtype = "float32"
     config.num_devices = -1
+    config.sharding = "replicated"
+    config.fsdp_min_size_mb = 1.0
     config.distributed = ml_collections.ConfigDict(
         {
             "enabled": False,

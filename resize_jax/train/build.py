@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from resize_jax import frontends, models, tasks
 from resize_jax.ops.checks import check_size_pair
 from resize_jax.train.optim import OPTIMIZERS
+from resize_jax.train.sharding import check_sharding_config
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 PRNG_IMPLS = ("rbg", "threefry2x32", "unsafe_rbg")
@@ -70,6 +71,7 @@ def validate_config(config, info, num_devices: int) -> None:
         )
     build_task(config).check_dataset(info)
     compute_dtype(config)
+    check_sharding_config(config)
     if config.prng_impl not in PRNG_IMPLS:
         raise ValueError(
             f"`config.prng_impl` must be one of {list(PRNG_IMPLS)}, got {config.prng_impl!r}."
