@@ -182,7 +182,8 @@ def test_non_square_stored_grid_needs_posemb_grid(tiny):
         ({"num_heads": 5}, "multiple of `num_heads`=5"),
         ({"classifier": "mean"}, "`classifier` must be one of"),
         ({"patch_size": 0}, "`patch_size` must be a positive integer"),
-        ({"posemb_grid": (8,)}, "`posemb_grid` must be"),
+        ({"posemb_grid": (8,)}, "`posemb_grid` must be a pair"),
+        ({"posemb_grid": (8, 0)}, "`posemb_grid` must hold positive integers"),
         ({"dropout_rate": 1.0}, "`dropout_rate`"),
     ],
 )

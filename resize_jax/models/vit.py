@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from resize_jax.models.common import check_backbone_input, check_positive_int, check_rate
-from resize_jax.ops.checks import check_choice
+from resize_jax.ops.checks import check_choice, check_size_pair
 from resize_jax.ops.resample_embeddings import (
     posemb_grid_shape,
     resample_patch_kernel,
@@ -219,12 +219,7 @@ class ViT(nn.Module):
         check_choice(self.classifier, "classifier", CLASSIFIERS)
         check_rate(self.dropout_rate, "dropout_rate")
         if self.posemb_grid is not None:
-            if len(tuple(self.posemb_grid)) != 2:
-                raise ValueError(
-                    f"`posemb_grid` must be (rows, cols) or None, got {self.posemb_grid!r}."
-                )
-            for side in self.posemb_grid:
-                check_positive_int(side, "posemb_grid")
+            check_size_pair(self.posemb_grid, "posemb_grid")
         super().__post_init__()
 
     @property
