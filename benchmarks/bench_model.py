@@ -172,7 +172,7 @@ def run(config, *, reps: int, warmup: int, num_classes: int, peak_tflops=None) -
         "dtype": jnp.dtype(dtype).name,
         "batch": config.batch_size,
         "devices": mesh.size,
-        "sharding": config.get("sharding", "replicated"),
+        "sharding": config.sharding,
         "device_kind": device.device_kind,
         "platform": device.platform,
         "step_ms": 1e3 * step_seconds,

@@ -71,9 +71,7 @@ def test_train_step_figures_are_consistent(tmp_path):
     )
     assert result["peak_mib_per_device"] > 0
     # Replicated: every device holds the whole state (params, momentum, BatchNorm statistics).
-    state = (
-        2 * count_params(abstract)["trainable"] + count_params(abstract)["batch_stats"]
-    ) * 4
+    state = (2 * count_params(abstract)["trainable"] + count_params(abstract)["batch_stats"]) * 4
     assert result["sharding"] == "replicated"
     assert result["state_mib_per_device"] == pytest.approx(state / 2**20, rel=0.01)
     assert math.isfinite(result["final_loss"])

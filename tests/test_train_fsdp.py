@@ -67,7 +67,7 @@ def _placed(abstract, shardings):
 def test_vit_b16_state_per_device_falls_as_one_over_devices():
     chex.assert_equal(jax.device_count(), 8)
     abstract = _abstract_state(models.get_model("vit_b16", num_classes=1000), 224)
-    config = _config(min_size_mb=sharding.DEFAULT_FSDP_MIN_SIZE_MB)
+    config = _config(min_size_mb=training_defaults().fsdp_min_size_mb)  # 1 MiB
     per_device = {}
     for devices in (1, 2, 4, 8):
         mesh = sharding.make_mesh(devices)

@@ -91,18 +91,14 @@ def global_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
 
 
 SHARDINGS = ("replicated", "fsdp")
-# big_vision's default threshold is 4 MiB; 1 MiB here also splits ViT-B's attention kernels
-# (768 × 12 × 64 f32 = 2.25 MiB, a third of its parameters). Below it an array's all-gather
-# costs more in latency than its copy costs in memory.
-DEFAULT_FSDP_MIN_SIZE_MB = 1.0
 
 
 def check_sharding_config(config) -> None:
     """Raises ValueError naming the field for a bad `config.sharding` / `fsdp_min_size_mb`."""
-    name = config.get("sharding", "replicated")
+    name = config.sharding
     if name not in SHARDINGS:
         raise ValueError(f"`config.sharding` must be one of {list(SHARDINGS)}, got {name!r}.")
-    size = config.get("fsdp_min_size_mb", DEFAULT_FSDP_MIN_SIZE_MB)
+    size = config.fsdp_min_size_mb
     if isinstance(size, bool) or not isinstance(size, int | float) or not size >= 0:
         raise ValueError(f"`config.fsdp_min_size_mb` must be a number >= 0, got {size!r}.")
 
@@ -131,9 +127,9 @@ def state_sharding(abstract_state, mesh: Mesh, config):
     """`NamedSharding`s for every leaf of `abstract_state` (arrays or ShapeDtypeStructs) under
     `config.sharding`: all replicated, or split by `fsdp_spec`."""
     check_sharding_config(config)
-    if config.get("sharding", "replicated") == "replicated":
+    if config.sharding == "replicated":
         return jax.tree.map(lambda _: replicated(mesh), abstract_state)
-    min_bytes = float(config.get("fsdp_min_size_mb", DEFAULT_FSDP_MIN_SIZE_MB)) * 2**20
+    min_bytes = float(config.fsdp_min_size_mb) * 2**20
     num_shards = mesh.shape["data"]
 
     def leaf_sharding(path, leaf):
