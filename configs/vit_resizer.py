@@ -69,7 +69,8 @@ def get_config(arg=None):
     config.optimizer.weight_decay = 0.05
     config.optimizer.grad_clip_norm = 1.0
     if arg.frontend == "saliency":
-        config.frontend.blur_steps = config.num_train_steps // 4
+        # By reference: `--config.num_train_steps=...` moves the blur pretraining with it.
+        config.frontend.blur_steps = config.get_ref("num_train_steps") // 4
         config.optimizer.lr_multipliers = "frontend/saliency_net:0.1"
     config.log_every_steps = 100
     config.eval_every_steps = 5 * steps_per_epoch
