@@ -4,6 +4,7 @@ from resize_jax.ops.blur import blur_sigma, gaussian_blur, maybe_blur
 from resize_jax.ops.grid_sample import PADDING_MODES, grid_sample, identity_grid
 from resize_jax.ops.mipmap import grid_sample_antialiased, image_pyramid
 from resize_jax.ops.points import grid_to_pixels, pixels_to_grid, unwarp_points, warp_points
+from resize_jax.ops.resample_embeddings import resample_patch_kernel, resample_posemb
 from resize_jax.ops.resize import METHODS, interpolation_matrix, resize
 from resize_jax.ops.saliency import (
     PAD_MODES,
@@ -32,6 +33,8 @@ __all__ = [
     "invert_grid",
     "maybe_blur",
     "pixels_to_grid",
+    "resample_patch_kernel",
+    "resample_posemb",
     "resize",
     "saliency_grid",
     "sample_separable",

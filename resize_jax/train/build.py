@@ -13,6 +13,7 @@ from resize_jax.frontends.saliency_trunk import get_saliency_net
 from resize_jax.models import pretrained
 from resize_jax.ops.checks import check_size_pair
 from resize_jax.train.optim import OPTIMIZERS
+from resize_jax.train.sharding import check_sharding_config
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 PRNG_IMPLS = ("rbg", "threefry2x32", "unsafe_rbg")
@@ -112,6 +113,7 @@ def validate_config(config, info, num_devices: int) -> None:
         )
     build_task(config).check_dataset(info)
     compute_dtype(config)
+    check_sharding_config(config)
     if config.prng_impl not in PRNG_IMPLS:
         raise ValueError(
             f"`config.prng_impl` must be one of {list(PRNG_IMPLS)}, got {config.prng_impl!r}."

@@ -1,7 +1,8 @@
 """`train_and_evaluate(config, workdir)`: the whole training run, importable and testable.
 
 One mesh over every device (axis "data"); batches sharded over it, parameters and optimizer
-state replicated; each process feeds its own slice of the data. See `configs/default.py` for
+state replicated or split by FSDP (`config.sharding`, see `resize_jax.train.sharding`); each
+process feeds its own slice of the data. See `configs/default.py` for
 the config fields and `resize_jax.train.checkpoint` for the resume order.
 """
 
@@ -57,7 +58,8 @@ def _check_finite(step: int, metrics: dict[str, Any], last_saved: str) -> None:
 def init_training(config, model, sample_images, mesh):
     """Step 0 of `config`'s run: `(state, tx, schedule)`, the optimizer and learning-rate
     schedule built from `config.optimizer` and the state (the model's initial variables and
-    the optimizer's state) replicated over `mesh`. sample_images: f[1, H, W, C]."""
+    the optimizer's state) placed on `mesh` as `config.sharding` says (replicated, or split
+    by the FSDP rule of `sharding.state_sharding`). sample_images: f[1, H, W, C]."""
     key = functools.partial(jax.random.key, impl=config.prng_impl)
 
     def init_variables(images):
@@ -80,14 +82,19 @@ def init_training(config, model, sample_images, mesh):
             opt_state=tx.init(params),
         )
 
-    state = jax.jit(init, out_shardings=sharding.replicated(mesh))(sample_images)
+    state_sharding = sharding.state_sharding(jax.eval_shape(init, sample_images), mesh, config)
+    state = jax.jit(init, out_shardings=state_sharding)(sample_images)
     return state, tx, schedule
 
 
-def jit_train_step(config, model, task, tx, schedule, mesh):
+def jit_train_step(config, model, task, tx, schedule, mesh, state_sharding=None):
     """The loop's `train_step(state, batch) -> (state, metrics)`, jitted: the batch split over
-    `mesh`, the state replicated and donated, metrics replicated."""
+    `mesh`, the state kept in `state_sharding` (a pytree of shardings like the state's, e.g.
+    `jax.tree.map(lambda x: x.sharding, state)`; None: replicated) and donated, metrics
+    replicated."""
     replicated = sharding.replicated(mesh)
+    if state_sharding is None:
+        state_sharding = replicated
     step = make_train_step(
         model,
         task,
@@ -100,8 +107,8 @@ def jit_train_step(config, model, task, tx, schedule, mesh):
     )
     return jax.jit(
         step,
-        in_shardings=(replicated, sharding.data_sharding(mesh)),
-        out_shardings=(replicated, replicated),
+        in_shardings=(state_sharding, sharding.data_sharding(mesh)),
+        out_shardings=(state_sharding, replicated),
         donate_argnums=(0,),
     )
 
@@ -158,7 +165,15 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
             with config_check.naming_fields(config):
                 state, tx, schedule = init_training(config, model, sample, mesh)
                 train_step = memory_check.compile_checked(
-                    jit_train_step(config, model, task, tx, schedule, mesh),
+                    jit_train_step(
+                        config,
+                        model,
+                        task,
+                        tx,
+                        schedule,
+                        mesh,
+                        jax.tree.map(lambda x: x.sharding, state),
+                    ),
                     (state, sharding.global_batch(first, mesh)),
                     config,
                 )
@@ -200,9 +215,10 @@ def _train(
 
     replicated = sharding.replicated(mesh)
     batch_sharding = sharding.data_sharding(mesh)
+    state_sharding = jax.tree.map(lambda x: x.sharding, state)
     eval_step = jax.jit(
         make_eval_step(model, task),
-        in_shardings=(replicated, batch_sharding),
+        in_shardings=(state_sharding, batch_sharding),
         out_shardings=replicated,
     )
     run_eval = functools.partial(evaluate, eval_step, task=task, config=config, mesh=mesh)
