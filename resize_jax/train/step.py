@@ -23,6 +23,19 @@ def _keep_frozen_stats(old, new, frozen: Sequence[str]):
     )
 
 
+def frontend_metrics(sown) -> dict[str, jax.Array]:
+    """The scalars the front-end reported with `self.sow("metrics", name, value)` (its
+    submodules' under `<submodule>/<name>`), as {"frontend/<name>": mean of the values sown
+    in the call}; the loop logs them as `train/frontend/<name>`."""
+    sown = sown.get("frontend", {}) if hasattr(sown, "get") else {}
+    flat = jax.tree_util.tree_flatten_with_path(sown, is_leaf=lambda x: isinstance(x, tuple))[0]
+    out = {}
+    for path, values in flat:
+        name = "/".join(str(getattr(k, "key", k)) for k in path)
+        out[f"frontend/{name}"] = jnp.mean(jnp.stack([jnp.mean(v) for v in values]))
+    return out
+
+
 def make_train_step(
     model: nn.Module,
     task: Task,
@@ -40,7 +53,8 @@ def make_train_step(
     metrics plus loss, learning rate and the global norms of gradients, updates and params
     (the host checks loss and grad norm for non-finite values). The model (a
     `FrontEndModel`) gets the step (`step=`, e.g. for blur pretraining) and one key for each
-    RNG stream it declares (`model.rng_streams`), all derived from `seed` and the step.
+    RNG stream it declares (`model.rng_streams`), all derived from `seed` and the step;
+    scalars the front-end sows into "metrics" join the metrics (`frontend_metrics`).
     """
     base_key = jax.random.key(seed, impl=prng_impl)
     streams = tuple(model.rng_streams)
@@ -59,10 +73,11 @@ def make_train_step(
                 batch["image"],
                 train=True,
                 step=state.step,
-                mutable=["batch_stats"],
+                mutable=["batch_stats", "metrics"],
                 rngs=rngs,
             )
             loss, metrics = task.loss(outputs, aux, batch)
+            metrics = {**metrics, **frontend_metrics(new_vars.get("metrics", {}))}
             return loss, (metrics, new_vars.get("batch_stats", {}))
 
         (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
