@@ -227,6 +227,18 @@ def test_bad_value_is_refused_by_name_before_anything_is_written(tmp_path, overr
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize("name", ["default", "imagenet_resizer", "cub_saliency", "seg_enet"])
+def test_shipped_configs_pass_the_checks(name):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"config_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for arg in ("frontend=fixed", "frontend=learned", "frontend=saliency,runlocal"):
+        config_check.check_config(module.get_config(arg))
+
+
 def test_unknown_field_suggests_the_known_one():
     config = train_fakes.tiny_config("learned")
     config.frontend.num_res_block = 2
