@@ -6,6 +6,10 @@
   # Baseline: the same backbone behind a bilinear resize to 224 (no antialiasing):
   python train.py --config configs/ava_iqa.py:backbone=inception_v2,frontend=fixed \\
       --workdir runs/ava_fixed --config.data.ratings_file=... --config.data.image_dir=...
+  # From an ImageNet-pretrained backbone (the paper's IQA protocol), a fresh 10-logit head:
+  # (d121.pth: e.g. torchvision's densenet121-a639ec97.pth):
+  python train.py --config configs/ava_iqa.py:backbone=densenet121,weights=d121.pth \\
+      --workdir runs/ava_ft --config.data.ratings_file=... --config.data.image_dir=...
   # On the generated AVA-format set, a couple of minutes on a CPU:
   python train.py --config configs/ava_iqa.py:runlocal --workdir /tmp/ava
 
@@ -14,13 +18,17 @@ trained against the normalised rating histogram with EMD (r = 2 over the CDFs); 
 SRCC and PLCC of the mean scores, the binary accuracy at mean score 5, and the mean EMD
 (`resize_jax.tasks.iqa`). Sizes: the paper's resizer pairing, 448×448 input → 224×224 for
 the backbone; its IQA baselines are ImageNet classifiers (Inception-v2, DenseNet-121,
-EfficientNet-B0) fine-tuned on AVA. Training here starts from scratch unless
-`--config.init_from=<run> --config.init_parts=frontend` (or `backbone` from an earlier AVA
-run) loads parts of another run; an ImageNet backbone's 1000-class head does not fit the
-10 bins.
+EfficientNet-B0) fine-tuned on AVA: `weights=FILE` starts the backbone from a torchvision,
+timm or Keras file (docs/pretrained.md; the 1000-class head is replaced by a fresh 10-logit
+one, everything else is loaded). Without it training starts from scratch, unless
+`--config.init_from=<run> --config.init_parts=frontend` (or `backbone,!backbone/head`)
+loads parts of another run.
 
 Arguments (comma-separated after the colon):
-  backbone: any registered backbone (default inception_v2; small_cnn with runlocal);
+  backbone: any registered backbone (default inception_v2, densenet121 with `weights`,
+    small_cnn with runlocal);
+  weights, weights_source: a pretrained backbone file and its framework (torchvision |
+    timm | keras);
   frontend: fixed | learned | saliency | none (none = the backbone on the 448×448 input);
   runlocal: the generated `synthetic_ava` set (128×128, ratings follow the blur) → 32×32
     → small CNN, a few steps.
@@ -39,8 +47,16 @@ from resize_jax.config_args import (
 
 
 def get_config(arg=None):
-    arg = parse_arg(arg, backbone="", frontend="learned", runlocal=False)
-    backbone = arg.backbone or ("small_cnn" if arg.runlocal else "inception_v2")
+    arg = parse_arg(
+        arg,
+        backbone="",
+        frontend="learned",
+        weights="",
+        weights_source="torchvision",
+        runlocal=False,
+    )
+    default = "densenet121" if arg.weights else "inception_v2"
+    backbone = arg.backbone or ("small_cnn" if arg.runlocal else default)
     config = training_defaults()
     config.data = data.default_config()
     config.data.name = "ava"  # ratings_file + image_dir; train[:90%] / train[90%:].
@@ -55,6 +71,9 @@ def get_config(arg=None):
         overrides = {"saliency_input_shape": (224, 224)}
     config.frontend = frontend_section(arg.frontend, (task_side, task_side), **overrides)
     config.model = model_section(backbone)
+    if arg.weights:
+        config.model.weights = arg.weights
+        config.model.weights_source = arg.weights_source
     config.task = ml_collections.ConfigDict({"name": "image_quality", "r": 2.0, "threshold": 5.0})
 
     config.batch_size = 64

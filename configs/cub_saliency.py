@@ -3,13 +3,21 @@ high-resolution input, the sampler zooms into the bird.
 
   python train.py --config configs/cub_saliency.py --workdir runs/cub_saliency
   python train.py --config configs/cub_saliency.py:frontend=fixed --workdir runs/cub_fixed
+  # The paper's protocol: ImageNet-pretrained ResNet-18 saliency trunk and ResNet-50:
+  # (torchvision's resnet18-f37072fd.pth and resnet50-11ad3fa6.pth):
+  python train.py --config configs/cub_saliency.py:saliency_weights=r18.pth,weights=r50.pth \\
+      --workdir runs/cub_pretrained
 
 As in the paper: the saliency network sees a 224×224 copy of the 512×512 input and predicts a
 31×31 map; the task network gets 224×224 samples; the saliency network learns at a tenth of
 the learning rate; the sampled image is blurred during the first quarter of training so the
-sampler learns to zoom before the task network relies on fine detail. (The paper's saliency
-network is an ImageNet-pretrained ResNet-18 trunk; pass `saliency_net=` in code to use one.)
-`caltech_birds2011` must be prepared for TFDS. `runlocal` swaps in `small_details`.
+sampler learns to zoom before the task network relies on fine detail. The saliency network
+is the paper's ResNet-18 through layer3 plus a 1×1 convolution (`saliency_net=
+"resnet18_layer3"`), loaded from torchvision's ImageNet file with `saliency_weights=FILE`;
+`weights=FILE` does the same for the ResNet-50 (a fresh 200-class head). Both files are
+torchvision's (`weights_source` / `saliency_net_weights_source` select another framework).
+`caltech_birds2011` must be prepared for TFDS. `runlocal` swaps in `small_details` and the
+small saliency CNN, for a quick CPU check.
 """
 
 from resize_jax import data
@@ -23,7 +31,7 @@ from resize_jax.config_args import (
 
 
 def get_config(arg=None):
-    arg = parse_arg(arg, frontend="saliency", runlocal=False)
+    arg = parse_arg(arg, frontend="saliency", weights="", saliency_weights="", runlocal=False)
     config = training_defaults()
     config.data = data.default_config()
     config.data.name = "caltech_birds2011"
@@ -40,9 +48,15 @@ def get_config(arg=None):
             "grid_shape": (31, 31),
             # By reference: follows an override of num_train_steps.
             "blur_steps": config.get_ref("num_train_steps") // 4,
+            "saliency_net": "resnet18_layer3",
+            "saliency_net_weights": arg.saliency_weights,
+            "saliency_net_weights_source": "torchvision",
         }
     config.frontend = frontend_section(arg.frontend, (224, 224), **overrides)
     config.model = model_section("resnet50")
+    if arg.weights:
+        config.model.weights = arg.weights
+        config.model.weights_source = "torchvision"
 
     config.batch_size = 64
     config.eval_batch_size = 128
@@ -62,4 +76,6 @@ def get_config(arg=None):
         if arg.frontend == "saliency":
             config.frontend.saliency_input_shape = (32, 32)
             config.frontend.blur_steps = 2
+            if not arg.saliency_weights:
+                config.frontend.saliency_net = ""  # The small CNN compiles in seconds.
     return config

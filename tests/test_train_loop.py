@@ -52,10 +52,17 @@ def test_same_seed_same_metrics_bit_identical(tmp_path):
     del c
 
 
-def test_eight_devices_match_one_device(tmp_path):
+@pytest.mark.parametrize("state_sharding", ["replicated", "fsdp"])
+def test_eight_devices_match_one_device(tmp_path, state_sharding):
     chex.assert_equal(jax.device_count(), 8)
-    one = train_and_evaluate(train_fakes.tiny_config(num_devices=1), str(tmp_path / "one"))
-    eight = train_and_evaluate(train_fakes.tiny_config(num_devices=8), str(tmp_path / "eight"))
+    # fsdp with no size threshold: every array with a dimension divisible by 8 is split.
+    fields = {"sharding": state_sharding, "fsdp_min_size_mb": 0.0}
+    one = train_and_evaluate(
+        train_fakes.tiny_config(num_devices=1, **fields), str(tmp_path / "one")
+    )
+    eight = train_and_evaluate(
+        train_fakes.tiny_config(num_devices=8, **fields), str(tmp_path / "eight")
+    )
     # Sharded and unsharded sums round differently: one step's gradients differ by ~1e-6
     # (relative, with XLA's convolutions and with the native kernels alike), and Adam turns
     # that into loss differences of up to ~5e-5 over these steps; the tolerance is 4x that.
@@ -64,7 +71,9 @@ def test_eight_devices_match_one_device(tmp_path):
     )
     assert one.eval_metrics["count"] == eight.eval_metrics["count"] == train_fakes.NUM_EVAL
     sharding = eight.state.params["frontend"]["conv_in"]["kernel"].sharding
-    assert sharding.is_fully_replicated and len(sharding.device_set) == 8
+    assert len(sharding.device_set) == 8
+    # The learned resizer's 7×7×3×16 kernel: split along its 16 output channels under fsdp.
+    assert sharding.is_fully_replicated == (state_sharding == "replicated")
 
 
 def test_stopped_and_resumed_equals_uninterrupted(tmp_path):

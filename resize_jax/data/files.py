@@ -92,8 +92,8 @@ class ListSource(base.Source):
     """A source whose splits are lists of (image path, label) held in memory.
 
     Subclasses set `task`, `num_classes` and call `__init__` with, per split name, the image
-    paths and their labels: int class ids, mask paths (segmentation) or f32[10] rating
-    counts (image quality).
+    paths and their labels: int class ids, mask paths (segmentation), f32[10] rating
+    counts (image quality) or f32[D] targets (regression).
     """
 
     def __init__(self, examples: dict[str, tuple[list[str], Sequence]]):
@@ -104,6 +104,12 @@ class ListSource(base.Source):
     def splits(self):
         return self._splits
 
+    def targets(self, spec):
+        rows = []
+        for name, start, stop in base.shard_ranges(self._splits, spec, 0, 1):
+            rows.extend(self._examples[name][1][start:stop])
+        return np.asarray(rows, np.float64).reshape(len(rows), -1)
+
     def read(self, spec, index, count, *, shuffle_files, seed):
         paths, labels = [], []
         for name, start, stop in base.shard_ranges(self._splits, spec, index, count):
@@ -112,6 +118,8 @@ class ListSource(base.Source):
             labels.extend(split_labels[start:stop])
         if self.task == "image_quality":
             label_tensor = np.asarray(labels, np.float32).reshape(-1, base.AVA_BINS)
+        elif self.task == "regression":
+            label_tensor = np.asarray(labels, np.float32).reshape(-1, self.num_classes)
         elif self.task == "segmentation":
             label_tensor = np.asarray(labels, dtype=object).astype(str)
         else:

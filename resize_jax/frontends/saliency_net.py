@@ -1,7 +1,8 @@
 """The default saliency network of `SaliencySampler`: a small CNN on the low-resolution copy.
 
-The paper uses an ImageNet-pretrained ResNet-18 truncated after its fourth block; any linen
-module can be passed to `SaliencySampler(saliency_net=...)` instead. This default is cheap
+The paper uses an ImageNet-pretrained ResNet-18 truncated after layer3, its third stage
+(`resize_jax.frontends.saliency_trunk`); any linen module can be passed to
+`SaliencySampler(saliency_net=...)` instead. This default is cheap
 enough for CPU runs: three stride-2 3×3 convolutions (224 → 28 cells) with ReLU, then a 1×1
 convolution to one logit per cell.
 """

@@ -19,6 +19,9 @@ class FrontEndModel(nn.Module):
       frontend: a front-end (the protocol of `resize_jax.frontends.base`), or None to feed
         the images to the backbone unchanged (the full-resolution upper bound).
       backbone: a backbone module (`__call__(images, *, train) -> (outputs, aux)`).
+      input_mean, input_std: per-channel normalisation of the backbone's input,
+        `(resized - mean) / std` (pretrained backbones expect their framework's, see
+        `resize_jax.models.pretrained.preprocessing`); None: the resized images as they are.
 
     Parameters and batch statistics live under the top-level names "frontend" and
     "backbone" (a parameter-free front-end such as "fixed" has no "frontend" entry), so
@@ -27,6 +30,8 @@ class FrontEndModel(nn.Module):
 
     frontend: nn.Module | None
     backbone: nn.Module
+    input_mean: tuple[float, ...] | None = None
+    input_std: tuple[float, ...] | None = None
 
     @property
     def rng_streams(self) -> tuple[str, ...]:
@@ -48,7 +53,12 @@ class FrontEndModel(nn.Module):
             resized, frontend_aux = images, {}
         else:
             resized, frontend_aux = self.frontend(images, train=train, step=step)
-        outputs, backbone_aux = self.backbone(resized, train=train)
+        backbone_input = resized
+        if self.input_mean is not None or self.input_std is not None:
+            mean = jnp.asarray(self.input_mean or 0.0, resized.dtype)
+            std = jnp.asarray(self.input_std or 1.0, resized.dtype)
+            backbone_input = (resized - mean) / std
+        outputs, backbone_aux = self.backbone(backbone_input, train=train)
         return outputs, {"frontend": frontend_aux, "resized": resized, "backbone": backbone_aux}
 
     @nn.nowrap

@@ -97,11 +97,15 @@ class ResNet(nn.Module):
       block_cls: `BasicBlock` or `Bottleneck`.
       num_filters: width of the first stage (doubles every stage).
       bn_momentum, bn_epsilon: torchvision's defaults in Flax's convention.
+      trunk: None for the classifier, or "layer1" ... "layer4" (torchvision's names for
+        stage1 ... stage4) to stop after that stage and return its feature map; the layers
+        after it and the head are not built (`num_classes` is then unused).
       dtype, param_dtype: computation and parameter dtypes.
 
     `__call__(images, *, train=False)`: images f[B, H, W, C] with H, W >= `min_input_size`
     (32: five stride-2 layers leave at least one pixel) → (f32[B, num_classes],
-    {"pre_logits": f[B, 512 * expansion]}).
+    {"pre_logits": f[B, 512 * expansion]}); with `trunk="layerK"`: (f[B, ⌈H/2^(K+1)⌉,
+    ⌈W/2^(K+1)⌉, 64·2^(K-1)·expansion], {}).
     """
 
     num_classes: int
@@ -110,6 +114,7 @@ class ResNet(nn.Module):
     num_filters: int = 64
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
+    trunk: str | None = None
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -117,6 +122,9 @@ class ResNet(nn.Module):
 
     def __post_init__(self):
         check_positive_int(self.num_classes, "num_classes")
+        trunks = [f"layer{i + 1}" for i in range(len(self.stage_sizes))]
+        if self.trunk is not None and self.trunk not in trunks:
+            raise ValueError(f"`trunk` must be None or one of {trunks}, got {self.trunk!r}.")
         super().__post_init__()
 
     @nn.compact
@@ -145,6 +153,8 @@ class ResNet(nn.Module):
                     param_dtype=self.param_dtype,
                     name=f"stage{i + 1}_block{j + 1}",
                 )(x, train=train)
+            if self.trunk == f"layer{i + 1}":
+                return x, {}
         return classifier_head(self, x, train=train)
 
 

@@ -9,16 +9,28 @@ import jax
 import jax.numpy as jnp
 
 from resize_jax import frontends, models, tasks
+from resize_jax.frontends.saliency_trunk import get_saliency_net
+from resize_jax.models import pretrained
 from resize_jax.ops.checks import check_size_pair
 from resize_jax.train.optim import OPTIMIZERS
+from resize_jax.train.sharding import check_sharding_config
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 PRNG_IMPLS = ("rbg", "threefry2x32", "unsafe_rbg")
 NO_FRONTEND = "none"  # The backbone sees the full-resolution input (the upper bound).
 
 
+# Config fields that say where weights come from, not how a module is built.
+WEIGHT_FIELDS = (
+    "weights",
+    "weights_source",
+    "saliency_net_weights",
+    "saliency_net_weights_source",
+)
+
+
 def _kwargs(section) -> dict:
-    return {k: v for k, v in section.items() if k != "name"}
+    return {k: v for k, v in section.items() if k != "name" and k not in WEIGHT_FIELDS}
 
 
 def compute_dtype(config):
@@ -33,19 +45,50 @@ def build_model(config, info) -> models.FrontEndModel:
     dtype = compute_dtype(config)
     frontend = None
     if config.frontend.name != NO_FRONTEND:
-        frontend = frontends.get_frontend(
-            config.frontend.name, **_kwargs(config.frontend), dtype=dtype
-        )
+        kwargs = _kwargs(config.frontend)
+        if isinstance(kwargs.get("saliency_net"), str):  # "resnet18_layer3"
+            kwargs["saliency_net"] = get_saliency_net(kwargs["saliency_net"], dtype=dtype)
+        frontend = frontends.get_frontend(config.frontend.name, **kwargs, dtype=dtype)
+    # A pretrained backbone computes as its framework does (BatchNorm epsilon and momentum)
+    # and sees inputs normalised as there.
+    source = config.model.get("weights_source", "")
+    fields = pretrained.model_fields(source, config.model.name) if source else {}
+    normalise = pretrained.preprocessing(source, config.model.name) if source else {}
     backbone = models.get_model(
-        config.model.name, num_classes=info.num_classes, **_kwargs(config.model), dtype=dtype
+        config.model.name,
+        num_classes=info.num_classes,
+        **{**_kwargs(config.model), **fields},
+        dtype=dtype,
     )
-    return models.FrontEndModel(frontend=frontend, backbone=backbone)
+    return models.FrontEndModel(
+        frontend=frontend,
+        backbone=backbone,
+        input_mean=normalise.get("mean"),
+        input_std=normalise.get("std"),
+    )
 
 
-def build_task(config, model: models.FrontEndModel | None = None) -> tasks.Task:
-    """The task of `config.task`, bound to `model` when given (`Task.for_model`)."""
+def build_task(config, model: models.FrontEndModel | None = None, info=None) -> tasks.Task:
+    """The task of `config.task`, bound to `model` when given (`Task.for_model`) and completed
+    from the dataset's `info` when given (e.g. the regression targets' statistics,
+    `Task.bind_dataset`)."""
     task = tasks.get_task(config.task.name, **_kwargs(config.task))
+    if info is not None:
+        task = task.bind_dataset(info)
     return task if model is None else task.for_model(model)
+
+
+def recorded_config(config, task: tasks.Task):
+    """`config` as the run records it in config.json: a copy with what the task took from
+    the dataset (`Task.recorded_fields`) written into `config.task`."""
+    fields = task.recorded_fields()
+    if not fields:
+        return config
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        for key, value in fields.items():
+            config.task[key] = value
+    return config
 
 
 def validate_config(config, info, num_devices: int) -> None:
@@ -70,6 +113,7 @@ def validate_config(config, info, num_devices: int) -> None:
         )
     build_task(config).check_dataset(info)
     compute_dtype(config)
+    check_sharding_config(config)
     if config.prng_impl not in PRNG_IMPLS:
         raise ValueError(
             f"`config.prng_impl` must be one of {list(PRNG_IMPLS)}, got {config.prng_impl!r}."
@@ -85,5 +129,13 @@ def validate_config(config, info, num_devices: int) -> None:
         raise ValueError(f"`config.num_train_steps` must be >= 0, got {config.num_train_steps}.")
     if config.frontend.name != NO_FRONTEND:
         check_size_pair(config.frontend.output_shape, "config.frontend.output_shape")
+    if config.model.get("weights_source") or config.model.get("weights"):
+        source = config.model.get("weights_source", "")
+        if source not in pretrained.SOURCES:
+            raise ValueError(
+                f"`config.model.weights_source` must be one of {list(pretrained.SOURCES)} "
+                f"when `config.model.weights` is set, got {source!r}."
+            )
+        pretrained.recipe(source, config.model.name)
     if config.get("init_from") and not config.get("init_parts"):
         raise ValueError("`config.init_parts` must name the parts to load from `init_from`.")

@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from resize_jax.train.optim import parse_paths, path_of
+from resize_jax.train.optim import path_of
 from resize_jax.train.state import TrainState
 
 CHECKPOINT_DIR = "checkpoints"
@@ -322,64 +321,3 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: TrainState) -
     workdir = os.path.dirname(str(manager.directory))
     with CheckpointStore(workdir, max_to_keep=None) as store:
         return store.restore_latest(abstract_state)
-
-
-def load_parts(init_from: str, parts: Any, state: TrainState) -> TrainState:
-    """Replaces the top-level `parts` of `state`'s params and batch_stats with those of
-    `init_from`'s latest checkpoint; everything else (step, optimizer) stays as in `state`.
-
-    Raises:
-      ValueError: naming `config.init_from` / `config.init_parts` when the run has no
-        checkpoint, a part is missing, or shapes disagree.
-    """
-    parts = parse_paths(parts)
-    if not parts:
-        raise ValueError("`config.init_parts` must name at least one part when `init_from` is set.")
-    directory = os.path.join(os.path.abspath(init_from), CHECKPOINT_DIR)
-    if not os.path.isdir(directory):
-        raise ValueError(f"`config.init_from`={init_from!r} has no {CHECKPOINT_DIR}/ directory.")
-    with ocp.CheckpointManager(directory) as source:
-        step = source.latest_step()
-        if step is None:
-            raise ValueError(f"`config.init_from`={init_from!r} holds no checkpoint.")
-        problem = verify_step(step_directory(directory, step))
-        if problem is not None:
-            raise ValueError(
-                f"`config.init_from`={init_from!r}: its newest checkpoint, step {step}, is "
-                f"corrupt: {problem}."
-            )
-        loaded = source.restore(step, args=ocp.args.StandardRestore())
-    new = {"params": dict(state.params), "batch_stats": dict(state.batch_stats or {})}
-    for collection, target in new.items():
-        source_tree = loaded.get(collection) or {}
-        for part in parts:
-            if part not in target:
-                if collection == "params":
-                    raise ValueError(
-                        f"`config.init_parts` names {part!r}, not a top-level part of this "
-                        f"model ({sorted(target)})."
-                    )
-                continue
-            if part not in source_tree:
-                raise ValueError(
-                    f"`config.init_from`={init_from!r} has no {collection}/{part} to load."
-                )
-            target[part] = _cast_like(source_tree[part], target[part], f"{collection}/{part}")
-    logging.info("Loaded %s from %s (step %d).", list(parts), init_from, step)
-    return state.replace(params=new["params"], batch_stats=new["batch_stats"])
-
-
-def _cast_like(source, target, where: str):
-    source_struct = jax.tree.structure(source)
-    if source_struct != jax.tree.structure(target):
-        raise ValueError(f"`config.init_from`: {where} has a different structure than this model.")
-
-    def cast(s, t):
-        if tuple(np.shape(s)) != tuple(t.shape):
-            raise ValueError(
-                f"`config.init_from`: a {where} array has shape {np.shape(s)}, "
-                f"this model expects {t.shape}."
-            )
-        return jax.device_put(np.asarray(s, dtype=t.dtype), t.sharding)
-
-    return jax.tree.map(cast, source, target)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from resize_jax.train.optim import SCHEDULES
+from resize_jax.train.sharding import SHARDINGS
 
 _F32_MAX = float(np.finfo(np.float32).max)
 
@@ -89,6 +90,8 @@ FIELDS: dict[str, Callable[[object], str | None]] = {
     "init_parts": string,
     "resume_changes": string,
     "num_devices": integer(-1),
+    "sharding": choice(*SHARDINGS),
+    "fsdp_min_size_mb": real(0.0),
     "optimizer.learning_rate": real(0.0),
     "optimizer.warmup_steps": integer(0),
     "optimizer.schedule": choice(*SCHEDULES),
@@ -148,7 +151,9 @@ def check_section_names(section_name: str, section, factory, kind: str) -> None:
     Raises:
       ValueError: naming the unknown field, the closest known one and all known ones.
     """
-    known = _module_fields(factory) - {"parent", "name"}
+    from resize_jax.train.build import WEIGHT_FIELDS
+
+    known = (_module_fields(factory) - {"parent", "name"}) | set(WEIGHT_FIELDS)
     for key in section:
         if key == "name" or key in known:
             continue

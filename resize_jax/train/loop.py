@@ -1,7 +1,8 @@
 """`train_and_evaluate(config, workdir)`: the whole training run, importable and testable.
 
 One mesh over every device (axis "data"); batches sharded over it, parameters and optimizer
-state replicated; each process feeds its own slice of the data. See `configs/default.py` for
+state replicated or split by FSDP (`config.sharding`, see `resize_jax.train.sharding`); each
+process feeds its own slice of the data. See `configs/default.py` for
 the config fields and `resize_jax.train.checkpoint` for the resume order.
 """
 
@@ -24,6 +25,7 @@ from resize_jax.train import (
     build,
     checkpoint,
     config_check,
+    init_from,
     memory_check,
     optim,
     sharding,
@@ -56,7 +58,8 @@ def _check_finite(step: int, metrics: dict[str, Any], last_saved: str) -> None:
 def init_training(config, model, sample_images, mesh):
     """Step 0 of `config`'s run: `(state, tx, schedule)`, the optimizer and learning-rate
     schedule built from `config.optimizer` and the state (the model's initial variables and
-    the optimizer's state) replicated over `mesh`. sample_images: f[1, H, W, C]."""
+    the optimizer's state) placed on `mesh` as `config.sharding` says (replicated, or split
+    by the FSDP rule of `sharding.state_sharding`). sample_images: f[1, H, W, C]."""
     key = functools.partial(jax.random.key, impl=config.prng_impl)
 
     def init_variables(images):
@@ -79,14 +82,19 @@ def init_training(config, model, sample_images, mesh):
             opt_state=tx.init(params),
         )
 
-    state = jax.jit(init, out_shardings=sharding.replicated(mesh))(sample_images)
+    state_sharding = sharding.state_sharding(jax.eval_shape(init, sample_images), mesh, config)
+    state = jax.jit(init, out_shardings=state_sharding)(sample_images)
     return state, tx, schedule
 
 
-def jit_train_step(config, model, task, tx, schedule, mesh):
+def jit_train_step(config, model, task, tx, schedule, mesh, state_sharding=None):
     """The loop's `train_step(state, batch) -> (state, metrics)`, jitted: the batch split over
-    `mesh`, the state replicated and donated, metrics replicated."""
+    `mesh`, the state kept in `state_sharding` (a pytree of shardings like the state's, e.g.
+    `jax.tree.map(lambda x: x.sharding, state)`; None: replicated) and donated, metrics
+    replicated."""
     replicated = sharding.replicated(mesh)
+    if state_sharding is None:
+        state_sharding = replicated
     step = make_train_step(
         model,
         task,
@@ -99,8 +107,8 @@ def jit_train_step(config, model, task, tx, schedule, mesh):
     )
     return jax.jit(
         step,
-        in_shardings=(replicated, sharding.data_sharding(mesh)),
-        out_shardings=(replicated, replicated),
+        in_shardings=(state_sharding, sharding.data_sharding(mesh)),
+        out_shardings=(state_sharding, replicated),
         donate_argnums=(0,),
     )
 
@@ -146,24 +154,33 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
         sample = np.zeros((1, *first["image"].shape[1:]), first["image"].dtype)
         with config_check.naming_fields(config):
             model = build.build_model(config, info)
-            task = build.build_task(config, model)
+            task = build.build_task(config, model, info)
+        # What the run records in config.json: the config plus what the task took from the
+        # dataset (regression targets' statistics), so a resume compares like with like.
+        recorded = build.recorded_config(config, task)
         store = checkpoint.CheckpointStore(workdir, max_to_keep=config.get("keep_checkpoints", 3))
         stop.preemption_service = store.reached_preemption
         try:
-            workdir_guard.check_resume(config, workdir, has_checkpoint=bool(store.all_steps()))
+            workdir_guard.check_resume(recorded, workdir, has_checkpoint=bool(store.all_steps()))
             with config_check.naming_fields(config):
                 state, tx, schedule = init_training(config, model, sample, mesh)
                 train_step = memory_check.compile_checked(
-                    jit_train_step(config, model, task, tx, schedule, mesh),
+                    jit_train_step(
+                        config,
+                        model,
+                        task,
+                        tx,
+                        schedule,
+                        mesh,
+                        jax.tree.map(lambda x: x.sharding, state),
+                    ),
                     (state, sharding.global_batch(first, mesh)),
                     config,
                 )
             restored = store.restore_latest(state)
-            workdir_guard.write_config(config, workdir)
-            if restored is not None:
-                state = restored
-            elif config.get("init_from"):
-                state = checkpoint.load_parts(config.init_from, config.init_parts, state)
+            workdir_guard.write_config(recorded, workdir)
+            # Pretrained files and other runs' parts apply only when there is nothing to resume.
+            state = restored if restored is not None else init_from.initialize(config, state, model)
             return _train(
                 config,
                 workdir,
@@ -199,9 +216,10 @@ def _train(
 
     replicated = sharding.replicated(mesh)
     batch_sharding = sharding.data_sharding(mesh)
+    state_sharding = jax.tree.map(lambda x: x.sharding, state)
     eval_step = jax.jit(
         make_eval_step(model, task),
-        in_shardings=(replicated, batch_sharding),
+        in_shardings=(state_sharding, batch_sharding),
         out_shardings=replicated,
     )
     run_eval = functools.partial(evaluate, eval_step, task=task, config=config, mesh=mesh)
