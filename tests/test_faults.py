@@ -166,6 +166,21 @@ def test_sigterm_during_final_eval_keeps_the_final_checkpoint(finished, tmp_path
     assert rerun.eval_metrics == finished[1].eval_metrics
 
 
+def test_sigint_requests_a_stop_and_a_second_one_interrupts():
+    import signal
+
+    from resize_jax.train import signals
+
+    before = signal.getsignal(signal.SIGINT)
+    with signals.StopRequest() as stop:
+        signal.raise_signal(signal.SIGINT)  # What the loop sees as a stop request.
+        assert stop.requested and stop.signal_name == "SIGINT" and stop.agreed(1, 10)
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)  # Still only a request.
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_changed_config_is_refused_naming_the_fields_unless_allowed(finished, copy):
     before = (copy / "config.json").read_text()
     with pytest.raises(ValueError, match=r"`config.optimizer.learning_rate`: saved 0.003, now 0.1"):
