@@ -2,10 +2,13 @@
 
   python train.py --config configs/default.py:frontend=learned,runlocal --workdir runs/learned
 
-Every config field can be overridden, e.g. `--config.frontend.num_res_blocks=2`. This file
-only parses flags; the run itself is `resize_jax.train.train_and_evaluate`, so tests and
-notebooks call it directly.
+Every config field can be overridden, e.g. `--config.frontend.num_res_blocks=2`; a field the
+config does not have is refused by name. This file only parses flags; the run itself is
+`resize_jax.train.train_and_evaluate`, so tests and notebooks call it directly.
 """
+
+import re
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -17,6 +20,27 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and m
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _parse_flags(argv):
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError) as error:
+        # ml_collections reports an override of a missing field as a bare AttributeError
+        # from deep inside flag parsing; name the field, and the closest one it suggests.
+        found = re.search(r"'(\w+)", str(error))
+        key = found.group(1) if found else str(error)
+        given = [a.lstrip("-").split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+        field = next((g for g in given if g.split(".")[-1] == key), key)
+        message = f"FATAL Flags parsing error: `{field}` is not a field of the config."
+        close = re.search(r'Did you mean "(\w+)"', str(error))
+        if close:
+            message += f" Did you mean `{field.rsplit('.', 1)[0]}.{close.group(1)}`?"
+        print(message, file=sys.stderr)
+        sys.exit(1)
+    except flags.Error as error:
+        print(f"FATAL Flags parsing error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
 def main(argv):
     del argv  # Unused.
     logging.set_verbosity(logging.INFO)
@@ -24,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

@@ -7,9 +7,10 @@
 
 The step timed is the training loop's own (`resize_jax.train.jit_train_step`: forward, loss,
 backward, optimizer update and BatchNorm statistics, the batch split over every device, the
-state replicated and donated), on synthetic data of the config's shapes: images uniform in
-the config's value range, random labels. No dataset is read, so the ImageNet configs run
-anywhere. Any config field can be overridden (`--config.model.name=resnet18`).
+state replicated or FSDP-split as `config.sharding` says, and donated), on synthetic data of
+the config's shapes: images uniform in the config's value range, random labels. No dataset
+is read, so the ImageNet configs run anywhere. Any config field can be overridden
+(`--config.model.name=resnet18`).
 
 Figures (median step time over `--reps` steps after `--warmup`):
   img/s       global batch / step time.
@@ -22,6 +23,9 @@ Figures (median step time over `--reps` steps after `--warmup`):
               measured on one device in the same run): comparable on every backend.
   peak MiB    XLA's buffer assignment of the step on one device (arguments + outputs +
               temporaries − donated).
+  state MiB   the train state (parameters, optimizer state, BatchNorm statistics) one
+              device holds: all of it when replicated, about 1/devices of its large arrays
+              under `--config.sharding=fsdp`.
 
 Writes `<out>/bench_model.json` and `<out>/bench_model.md` and prints the table.
 """
@@ -137,7 +141,9 @@ def run(config, *, reps: int, warmup: int, num_classes: int, peak_tflops=None) -
     state, tx, schedule = init_training(config, model, sample, mesh)
     # Per image, native kernels excluded (module docstring); before the steps donate `state`.
     forward_flops = models.flops(model.apply, state.variables, sample.shape, train=False)
-    train_step = jit_train_step(config, model, task, tx, schedule, mesh)
+    state_sharding = jax.tree.map(lambda x: x.sharding, state)
+    state_bytes = sharding.bytes_per_device(state)
+    train_step = jit_train_step(config, model, task, tx, schedule, mesh, state_sharding)
     compiled = train_step.lower(state, batch).compile()
 
     for _ in range(warmup):
@@ -166,6 +172,7 @@ def run(config, *, reps: int, warmup: int, num_classes: int, peak_tflops=None) -
         "dtype": jnp.dtype(dtype).name,
         "batch": config.batch_size,
         "devices": mesh.size,
+        "sharding": config.sharding,
         "device_kind": device.device_kind,
         "platform": device.platform,
         "step_ms": 1e3 * step_seconds,
@@ -178,6 +185,7 @@ def run(config, *, reps: int, warmup: int, num_classes: int, peak_tflops=None) -
         "matmul_tflop_per_s_per_device": matmul / 1e12,
         "pct_matmul": 100 * model_flops / (mesh.size * matmul),
         "peak_mib_per_device": peak_mib,
+        "state_mib_per_device": state_bytes / 2**20,
         "final_loss": float(metrics["loss"]),
     }
 
@@ -187,19 +195,21 @@ def markdown(r: dict) -> str:
         return "–" if value is None else format(value, spec)
 
     head = (
-        f"{r['platform']} ({r['device_kind']}) × {r['devices']}, jax {jax.__version__}; "
+        f"{r['platform']} ({r['device_kind']}) × {r['devices']}, {r['sharding']} state, "
+        f"jax {jax.__version__}; "
         f"{r['dtype']}; matmul {r['matmul_tflop_per_s_per_device']:.3g} TFLOP/s per device; "
         f"median of {len(r['step_ms_all'])} steps."
     )
     rows = [
         "| model | input → task | batch | step ms | img/s | fwd GFLOP/img | model TFLOP/s "
-        "| MFU | % matmul | peak MiB/device |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| MFU | % matmul | peak MiB/device | state MiB/device |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {r['frontend']} + {r['backbone']} | {r['input'][0]}→{r['task_size'][0]} "
         f"| {r['batch']} | {r['step_ms']:.1f} | {r['img_per_s']:.1f} "
         f"| {r['forward_gflop_per_img']:.3g} | {r['model_tflop_per_s']:.3g} "
         f"| {fmt(r['mfu_pct'], '.1f')}{'' if r['mfu_pct'] is None else '%'} "
-        f"| {r['pct_matmul']:.1f}% | {fmt(r['peak_mib_per_device'], '.0f')} |",
+        f"| {r['pct_matmul']:.1f}% | {fmt(r['peak_mib_per_device'], '.0f')} "
+        f"| {r['state_mib_per_device']:.1f} |",
     ]
     return head + "\n\n" + "\n".join(rows) + "\n"
 

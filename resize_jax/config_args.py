@@ -94,8 +94,13 @@ def training_defaults() -> ml_collections.ConfigDict:
         ("backbone", "frontend", "backbone,!backbone/head"), for two-stage training and
         resizer transfer; init_rules: "RUN:PATTERNS; RUN:PATTERNS" for several runs
         (resize_jax.train.init_from). Pretrained files: `model.weights` / `weights_source`.
+      resume_changes: the fields allowed to differ from the config saved in the workdir
+        when a run resumes ("num_train_steps,optimizer.learning_rate"); any other
+        difference is refused (docs/reliability.md).
       dtype: "float32" or "bfloat16" computation (parameters and optimizer state stay f32).
       num_devices: -1 for every device, or the first N (single-process experiments).
+      sharding: "replicated" (every device holds the whole train state) or "fsdp" (arrays of
+        at least `fsdp_min_size_mb` MiB split over the devices; `resize_jax.train.sharding`).
       distributed: multi-host set-up; `enabled=True` calls `jax.distributed.initialize` with
         the given coordinator_address/num_processes/process_id (unset: auto-detected), and
         cpu_collectives="gloo" for CPU-only processes.
@@ -121,8 +126,14 @@ def training_defaults() -> ml_collections.ConfigDict:
     config.init_from = ""
     config.init_parts = ""
     config.init_rules = ""
+    config.resume_changes = ""
     config.dtype = "float32"
     config.num_devices = -1
+    config.sharding = "replicated"
+    # big_vision's threshold is 4 MiB; 1 MiB also splits ViT-B's attention kernels (768 × 12
+    # × 64 f32 = 2.25 MiB, a third of its parameters). Below it an array's all-gather costs
+    # more in latency than its copy costs in memory.
+    config.fsdp_min_size_mb = 1.0
     config.distributed = ml_collections.ConfigDict(
         {
             "enabled": False,

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from resize_jax import data, models
+from resize_jax.models import count_params
 from resize_jax.train import build
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -69,6 +70,10 @@ def test_train_step_figures_are_consistent(tmp_path):
         100 * result["model_tflop_per_s"] * 1e12 / per_device
     )
     assert result["peak_mib_per_device"] > 0
+    # Replicated: every device holds the whole state (params, momentum, BatchNorm statistics).
+    state = (2 * count_params(abstract)["trainable"] + count_params(abstract)["batch_stats"]) * 4
+    assert result["sharding"] == "replicated"
+    assert result["state_mib_per_device"] == pytest.approx(state / 2**20, rel=0.01)
     assert math.isfinite(result["final_loss"])
 
     table = bench_model.write_results(result, str(tmp_path))

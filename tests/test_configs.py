@@ -116,3 +116,26 @@ def test_train_py_with_command_line_overrides(data_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "res_block_1" in done.stderr  # The parameter overview shows the second block.
     assert "Finished at step 2" in done.stderr
+
+
+def test_vit_config_runlocal_under_fsdp(data_dir, tmp_path):
+    config = _shrink(
+        load_config("vit_resizer", "frontend=fixed,sharding=fsdp,runlocal"), data_dir, steps=1
+    )
+    assert (config.model.name, config.frontend.output_shape) == ("vit_ti16", (64, 64))
+    config.model.depth = 1  # Twelve blocks compile for minutes on 2 cores; the path is the same.
+    config.fsdp_min_size_mb = 0.0
+    result = train_and_evaluate(config, str(tmp_path))
+    assert result.eval_metrics["count"] == 24
+    kernel = result.state.params["backbone"]["embedding"]["kernel"]
+    assert not kernel.sharding.is_fully_replicated
+
+
+def test_vit_config_holds_its_settings():
+    config = load_config("vit_resizer", "backbone=vit_l16,frontend=saliency,sharding=fsdp")
+    assert config.data.image_size == (448, 448) and config.frontend.output_shape == (224, 224)
+    assert (config.model.name, config.sharding) == ("vit_l16", "fsdp")
+    assert config.model.patch_size == 16 and config.task.label_smoothing == 0.1
+    assert config.optimizer.grad_clip_norm == 1.0
+    with pytest.raises(ValueError, match="`backbone` must be one of"):
+        load_config("vit_resizer", "backbone=resnet50")

@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from resize_jax.data.generated import small_details, small_objects, synthetic_ava
+from resize_jax.data.generated import small_details, small_objects, synthetic_ava, synthetic_gaze
 from resize_jax.ops import resize
 
 BUILDERS = {
     "small_details": small_details,
     "small_objects": small_objects,
     "synthetic_ava": synthetic_ava,
+    "synthetic_gaze": synthetic_gaze,
 }
 
 
@@ -48,7 +49,7 @@ def test_builds_from_scratch_twice_identically(tmp_path, name):
 
 def test_examples_depend_only_on_their_seed():
     # The tiny configs hold the default configs' first examples: any one can be regenerated.
-    for module in (small_details, small_objects):
+    for module in (small_details, small_objects, synthetic_gaze):
         a, b = module.make_example((1, 0, 5)), module.make_example((1, 0, 5))
         for key in a:
             np.testing.assert_array_equal(a[key], b[key])

@@ -98,7 +98,8 @@ def test_bad_images_raise(name, shape, dtype, match):
 
 
 def test_registry_names_and_unknown_name():
-    assert model_names() == sorted([*BIG, "enet", "small_cnn"])
+    vits = ["vit_b16", "vit_l16", "vit_s16", "vit_ti16"]
+    assert model_names() == sorted([*BIG, *vits, "enet", "small_cnn"])
     with pytest.raises(ValueError, match=r"Unknown model `name`='resnet51'.*resnet50"):
         get_model("resnet51", num_classes=10)
     with pytest.raises(ValueError, match=r"Unknown model `name`='vgg16'.*small_cnn"):

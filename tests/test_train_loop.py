@@ -52,10 +52,17 @@ def test_same_seed_same_metrics_bit_identical(tmp_path):
     del c
 
 
-def test_eight_devices_match_one_device(tmp_path):
+@pytest.mark.parametrize("state_sharding", ["replicated", "fsdp"])
+def test_eight_devices_match_one_device(tmp_path, state_sharding):
     chex.assert_equal(jax.device_count(), 8)
-    one = train_and_evaluate(train_fakes.tiny_config(num_devices=1), str(tmp_path / "one"))
-    eight = train_and_evaluate(train_fakes.tiny_config(num_devices=8), str(tmp_path / "eight"))
+    # fsdp with no size threshold: every array with a dimension divisible by 8 is split.
+    fields = {"sharding": state_sharding, "fsdp_min_size_mb": 0.0}
+    one = train_and_evaluate(
+        train_fakes.tiny_config(num_devices=1, **fields), str(tmp_path / "one")
+    )
+    eight = train_and_evaluate(
+        train_fakes.tiny_config(num_devices=8, **fields), str(tmp_path / "eight")
+    )
     # Sharded and unsharded sums round differently: one step's gradients differ by ~1e-6
     # (relative, with XLA's convolutions and with the native kernels alike), and Adam turns
     # that into loss differences of up to ~5e-5 over these steps; the tolerance is 4x that.
@@ -64,7 +71,9 @@ def test_eight_devices_match_one_device(tmp_path):
     )
     assert one.eval_metrics["count"] == eight.eval_metrics["count"] == train_fakes.NUM_EVAL
     sharding = eight.state.params["frontend"]["conv_in"]["kernel"].sharding
-    assert sharding.is_fully_replicated and len(sharding.device_set) == 8
+    assert len(sharding.device_set) == 8
+    # The learned resizer's 7×7×3×16 kernel: split along its 16 output channels under fsdp.
+    assert sharding.is_fully_replicated == (state_sharding == "replicated")
 
 
 def test_stopped_and_resumed_equals_uninterrupted(tmp_path):
@@ -76,7 +85,8 @@ def test_stopped_and_resumed_equals_uninterrupted(tmp_path):
     assert stopped.preempted and int(stopped.state.step) == 6
     with checkpoint.make_manager(str(tmp_path / "resumed")) as manager:
         assert manager.latest_step() == 6
-    resumed = train_and_evaluate(train_fakes.tiny_config(), str(tmp_path / "resumed"))
+    config = train_fakes.tiny_config(resume_changes="data.fake_sigterm_at_batch")
+    resumed = train_and_evaluate(config, str(tmp_path / "resumed"))
     assert not resumed.preempted and int(resumed.state.step) == 8
     _assert_trees_equal(straight.state.params, resumed.state.params)
     _assert_trees_equal(straight.state.batch_stats, resumed.state.batch_stats)
@@ -141,7 +151,7 @@ def test_nan_stops_training_naming_the_step_and_keeps_last_checkpoint(tmp_path):
     config = train_fakes.tiny_config(**{"data.fake_nan_at_batch": 6})
     with pytest.raises(FloatingPointError, match=r"Non-finite loss .* at step 6"):
         train_and_evaluate(config, str(tmp_path))
-    clean = train_fakes.tiny_config()
+    clean = train_fakes.tiny_config(resume_changes="data.fake_nan_at_batch")
     restored = train_and_evaluate(clean, str(tmp_path))
     # It resumed from the step-4 checkpoint, which is finite, and finished.
     assert int(restored.state.step) == 8

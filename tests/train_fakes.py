@@ -63,6 +63,8 @@ def eval_iterator(config, *, batch_size, process_index=None, process_count=None)
     shard = np.array_split(np.arange(NUM_EVAL), count)[index]
     num_batches = -(-int(np.ceil(NUM_EVAL / count)) // batch_size)
     for b in range(num_batches):
+        if b + 1 == config.get("fake_sigterm_at_eval_batch", -1):
+            os.kill(os.getpid(), signal.SIGTERM)
         ids = shard[b * batch_size : (b + 1) * batch_size]
         batch = {
             "image": np.zeros((batch_size, *images.shape[1:]), np.float32),

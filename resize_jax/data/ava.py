@@ -66,6 +66,18 @@ def parse_ratings(path: str) -> list[Rating]:
                     f"{where}: the index, counts, tags and challenge must be integers: "
                     f"{line.strip()!r}."
                 ) from None
+            image_id = fields[1]
+            if (
+                image_id in (".", "..")
+                or os.path.basename(image_id) != image_id
+                or (os.sep != "/" and "/" in image_id)
+            ):
+                # `<image_dir>/<id>.jpg` must stay inside image_dir: "../x" or "/abs/x" would
+                # read a file from anywhere.
+                raise ValueError(
+                    f"{where}: the image id must be a file name inside `image_dir` (no path "
+                    f"separator, not '.' or '..'), got {image_id!r}."
+                )
             counts = tuple(numbers[1 : 1 + base.AVA_BINS])
             if min(counts) < 0 or sum(counts) == 0:
                 raise ValueError(
@@ -73,7 +85,7 @@ def parse_ratings(path: str) -> list[Rating]:
                     f"got {counts}."
                 )
             ratings.append(
-                Rating(numbers[0], fields[1], counts, (numbers[11], numbers[12]), numbers[13])
+                Rating(numbers[0], image_id, counts, (numbers[11], numbers[12]), numbers[13])
             )
     if not ratings:
         raise ValueError(f"`ratings_file`={path!r} holds no rating line.")

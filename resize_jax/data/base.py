@@ -15,10 +15,11 @@ import dataclasses
 import functools
 import logging
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-TASKS = ("classification", "segmentation", "image_quality")
+TASKS = ("classification", "segmentation", "image_quality", "regression")
 AVA_BINS = 10  # AVA ratings: counts of scores 1..10
 
 _log = logging.getLogger(__name__)
@@ -29,14 +30,17 @@ class DatasetInfo:
     """What a model needs to know about the configured dataset.
 
     Attributes:
-      task: "classification", "segmentation" or "image_quality".
+      task: "classification", "segmentation", "image_quality" or "regression".
       num_classes: classes (segmentation: including background; image quality: the 10
-        rating bins).
+        rating bins; regression: D, the number of target values).
       num_train: examples in the train split (all processes together).
       num_eval: examples in the eval split (all processes together).
       image_shape: (H, W, C) of the delivered images.
       ignore_label: the label-map value of void pixels (segmentation), else None.
-      class_names: the class names when the source has them, else None.
+      class_names: the class names when the source has them, else None (regression: the
+        names of the D target values, e.g. ("x", "y")).
+      target_mean, target_std: regression: the per-dimension mean and standard deviation
+        of the train split's targets (float64 sums over every example), else None.
     """
 
     task: str
@@ -46,6 +50,8 @@ class DatasetInfo:
     image_shape: tuple[int, int, int]
     ignore_label: int | None
     class_names: tuple[str, ...] | None = None
+    target_mean: tuple[float, ...] | None = None
+    target_std: tuple[float, ...] | None = None
 
 
 @functools.cache
@@ -112,7 +118,7 @@ class Source(abc.ABC):
 
     Raw examples are dicts of tensors: "image": the encoded image (a tf.string scalar:
     PNG/JPEG bytes), "label": int64 scalar (classification), the encoded mask (tf.string,
-    segmentation) or f32[10] rating counts (image quality).
+    segmentation), f32[10] rating counts (image quality) or f32[D] targets (regression).
     """
 
     task: str
@@ -131,3 +137,10 @@ class Source(abc.ABC):
     ) -> tf.data.Dataset:
         """The raw examples of shard `index` of `count` of split `spec`, in a fixed order
         (or shuffled at file level with `seed` when `shuffle_files`)."""
+
+    def targets(self, spec: str) -> np.ndarray:
+        """Regression: the f64[N, D] targets of split `spec`, in order (labels only: images
+        are read as encoded bytes and dropped). Sources holding them in memory override it."""
+        ds = self.read(spec, 0, 1, shuffle_files=False, seed=None).map(lambda ex: ex["label"])
+        rows = [np.asarray(label, np.float64) for label in ds.as_numpy_iterator()]
+        return np.stack(rows) if rows else np.zeros((0, self.num_classes))

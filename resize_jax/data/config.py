@@ -20,14 +20,15 @@ def default_config() -> ml_collections.ConfigDict:
       name: the dataset: a TFDS name ("imagenet2012", "cats_vs_dogs", "caltech_birds2011",
         "oxford_iiit_pet", or any other in `tfds.list_builders()`), a generated set
         ("small_details", "small_objects", "synthetic_ava", optionally with a builder
-        config: "small_details/tiny"), or the user's own data: "folder" (classification,
-        `root/<split>/<label>/<image>`), "segmentation_folder" (`root/<split>/images/
-        <name>.png` + `root/<split>/masks/<name>.png`) or "ava" (`ratings_file` +
-        `image_dir`).
+        config: "small_details/tiny"; "synthetic_gaze" is regression), or the user's own
+        data: "folder" (classification, `root/<split>/<label>/<image>`),
+        "segmentation_folder" (`root/<split>/images/<name>.png` +
+        `root/<split>/masks/<name>.png`), "ava" (`ratings_file` + `image_dir`) or "csv"
+        (regression: `root/<split>.csv` with rows `image,x,y`, see `resize_jax.data.csv`).
       data_dir: TFDS data directory (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).
         Published TFDS sets must be prepared there; generated sets are built there on first
         use.
-      root: the folder of a "folder" or "segmentation_folder" dataset.
+      root: the folder of a "folder", "segmentation_folder" or "csv" dataset.
       ratings_file: the AVA ratings file (lines: index, image id, 10 rating counts for
         scores 1..10, 2 semantic tag ids, challenge id).
       image_dir: the directory of the AVA images, `<image id>.jpg`.
@@ -39,7 +40,8 @@ def default_config() -> ml_collections.ConfigDict:
       augment: train-time augmentation, as suits the dataset: a random resized crop and a
         horizontal flip for natural images; a horizontal flip only for the generated sets
         (a crop could cut small_details' marker away, and would rescale small_objects'
-        objects and synthetic_ava's blur, which is its label).
+        objects and synthetic_ava's blur, which is its label); none for regression sets
+        ("csv", "synthetic_gaze"), whose targets a flip or crop would change.
       crop_area_range: area fraction of the random resized crop.
       crop_aspect_range: aspect ratio (w/h) range of the random resized crop.
       eval_crop_fraction: the central crop kept at eval (and train without augmentation),
@@ -49,7 +51,8 @@ def default_config() -> ml_collections.ConfigDict:
       cache: cache the encoded examples of this process's shard in memory after the first
         pass (for datasets that fit in memory).
       one_hot: classification labels as one-hot f32[b, K] instead of int32[b].
-      task: "classification", "segmentation" or "image_quality" (default: the dataset's).
+      task: "classification", "segmentation", "image_quality" or "regression" (default:
+        the dataset's).
       image_key, label_key: TFDS feature names (default: the dataset's, usually "image"
         and "label").
       num_classes: number of classes of a segmentation source (background included); a

@@ -1,8 +1,10 @@
 """The user's own images: classification and segmentation folders.
 
 Classification (`name="folder"`): `root/<split>/<label>/<image>` with PNG or JPEG images of
-any size, read by `tfds.folder_dataset.ImageFolder` (labels are the sorted label directory
-names; the example order is ImageFolder's fixed, seeded shuffle).
+any size, listed as `tfds.folder_dataset.ImageFolder` lists them (labels are the sorted
+label directory names of every split; the example order is ImageFolder's fixed, seeded
+shuffle). A label directory without a readable image is refused: it would add a class
+that has no example.
 
 Segmentation (`name="segmentation_folder"`): `root/<split>/images/<name>.png` and
 `root/<split>/masks/<name>.png`, one mask per image with the same name and the same size; a
@@ -13,17 +15,18 @@ decoding it as grey would silently turn its class indices into luminances.
 
 Creating a source lists the files (classification: through ImageFolder's own reader) and
 opens every file's header, once per process (cached until files are added, removed or
-renamed). Unreadable images are skipped with a logged count (see `files.py`); an empty or
-malformed folder, a missing mask and an image/mask size mismatch raise ValueError.
+renamed). Unreadable images (dangling symlinks and symlink loops included) are skipped
+with a logged count naming them (see `files.py`); an empty or malformed folder, an empty
+label directory, a missing mask and an image/mask size mismatch raise ValueError.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import random
 
 import numpy as np
-import tensorflow_datasets as tfds
 from PIL import Image
 
 from resize_jax.data import files
@@ -56,18 +59,26 @@ class ImageFolderSource(files.ListSource):
 
     def __init__(self, root: str | None):
         root = _check_root(root, "folder")
-        builder = tfds.folder_dataset.ImageFolder(root)
-        self.class_names = tuple(builder.info.features["label"].names)
+        listed, self.class_names = _list_image_folder(root)
         self.num_classes = len(self.class_names)
+        label_ids = {name: i for i, name in enumerate(self.class_names)}
         examples = {}
-        for split in sorted(builder.info.splits):
-            paths, labels = _list_split(builder, split)
+        for split, pairs in listed.items():
+            paths = [path for path, _ in pairs]
             sizes = files.image_headers(paths)
             files.log_skipped(
                 [p for p, s in zip(paths, sizes, strict=True) if s is None], f"{root}/{split}"
             )
             keep = [i for i, s in enumerate(sizes) if s is not None]
-            examples[split] = ([paths[i] for i in keep], [labels[i] for i in keep])
+            examples[split] = ([paths[i] for i in keep], [label_ids[pairs[i][1]] for i in keep])
+            kept_labels = {pairs[i][1] for i in keep}
+            empty = sorted(set(_label_dirs(os.path.join(root, split))) - kept_labels)
+            if empty and keep:
+                raise ValueError(
+                    f"Folder split {os.path.join(root, split)!r}: label directories without "
+                    f"a readable image: {empty}; "
+                    "remove them or add images (every label directory is a class)."
+                )
         for split in sorted(os.listdir(root)):
             split_dir = os.path.join(root, split)
             if os.path.isdir(split_dir) and not examples.get(split, ([], []))[0]:
@@ -80,12 +91,29 @@ class ImageFolderSource(files.ListSource):
         super().__init__(examples)
 
 
-def _list_split(builder, split: str) -> tuple[list[str], list[int]]:
-    """ImageFolder's (path, label id) list of `split`, in its order, without decoding."""
-    ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
-    ds = ds.map(lambda ex: (ex["image/filename"], ex["label"]))
-    pairs = [(path.decode(), int(label)) for path, label in ds.as_numpy_iterator()]
-    return [p for p, _ in pairs], [label for _, label in pairs]
+def _label_dirs(split_dir: str) -> list[str]:
+    return sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
+
+
+def _list_image_folder(root: str) -> tuple[dict[str, list[tuple[str, str]]], tuple[str, ...]]:
+    """{split: [(path, label name)]} and the sorted label names, in ImageFolder's order.
+
+    The same listing as `tfds.folder_dataset.ImageFolder` (sorted, then shuffled with
+    `random.Random(split)`), so runs keep their example order; ImageFolder itself cannot be
+    used to list, as its dataset reads every file's bytes and dies on a dangling symlink.
+    """
+    listed, labels = {}, set()
+    for split in sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))):
+        split_dir = os.path.join(root, split)
+        pairs = []
+        for label in _label_dirs(split_dir):
+            labels.add(label)
+            label_dir = os.path.join(split_dir, label)
+            names = [f for f in os.listdir(label_dir) if f.lower().endswith(_IMAGE_EXTENSIONS)]
+            pairs += [(os.path.join(label_dir, f), label) for f in sorted(names)]
+        random.Random(split).shuffle(pairs)
+        listed[split] = pairs
+    return listed, tuple(sorted(labels))
 
 
 class SegmentationFolderSource(files.ListSource):

@@ -38,6 +38,9 @@ def _fingerprint(r: Resolved) -> tuple:
                 dirs.clear()  # root/<split>/<label or images|masks>: deep enough
     elif r.spec.kind == "ava":
         paths = [p for p in (r.ratings_file, r.image_dir) if p and os.path.exists(p)]
+    elif r.spec.kind == "csv" and os.path.isdir(root):
+        names = sorted(f for f in os.listdir(root) if f.endswith(".csv"))
+        paths = [root] + [os.path.join(root, f) for f in names]
     return tuple((p, os.stat(p).st_mtime_ns) for p in paths)
 
 
@@ -72,6 +75,10 @@ def _make_source(r: Resolved, fingerprint: tuple) -> base.Source:
         return SegmentationFolderSource(
             r.root, num_classes=r.num_classes, ignore_label=r.ignore_label
         )
+    if kind == "csv":
+        from resize_jax.data.csv_targets import CsvSource
+
+        return CsvSource(r.root)
     from resize_jax.data.ava import AvaSource
 
     return AvaSource(r.ratings_file, r.image_dir)
@@ -111,9 +118,22 @@ def _split_size(source: base.Source, spec: str, name: str) -> int:
     return sum(base.shard_sizes(source.splits, spec, 1, name=name))
 
 
+@functools.lru_cache(maxsize=16)
+def _target_statistics(source: base.Source, spec: str) -> tuple[tuple, tuple]:
+    # Cached with the source: a TFDS source reads every train record once for them.
+    targets = source.targets(spec)
+    if not len(targets):
+        raise ValueError(f"`train_split`={spec!r} holds no example to take target statistics.")
+    return tuple(targets.mean(0).tolist()), tuple(targets.std(0).tolist())
+
+
 def get_info(config) -> base.DatasetInfo:
-    """Task, classes, split sizes and delivered image shape of the configured dataset."""
+    """Task, classes, split sizes and delivered image shape of the configured dataset; for
+    regression also the train split's target mean and standard deviation."""
     r, source = _source(config)
+    stats = (None, None)
+    if r.task == "regression":
+        stats = _target_statistics(source, r.train_split)
     return base.DatasetInfo(
         task=r.task,
         num_classes=source.num_classes,
@@ -122,6 +142,8 @@ def get_info(config) -> base.DatasetInfo:
         image_shape=(*r.image_size, 3),
         ignore_label=source.ignore_label if r.task == "segmentation" else None,
         class_names=source.class_names,
+        target_mean=stats[0],
+        target_std=stats[1],
     )
 
 
@@ -162,7 +184,8 @@ def train_iterator(
     Yields:
       {"image": f32[b, H, W, 3] in value_range, "label": int32[b] (classification; f32[b, K]
       one-hot if `one_hot`) | int32[b, H, W] (segmentation, ignore_label where void) |
-      f32[b, 10] (image quality: the normalised rating histogram)}.
+      f32[b, 10] (image quality: the normalised rating histogram) | f32[b, D] (regression
+      targets)}.
     """
     r, source = _source(config)
     batch_size = _check_positive(batch_size, "batch_size")

@@ -137,6 +137,8 @@ def _label(label, mask, opts: Options) -> tf.Tensor:
     if opts.task == "classification":
         label = tf.cast(label, tf.int32)
         return tf.one_hot(label, opts.num_classes, dtype=tf.float32) if opts.one_hot else label
+    if opts.task == "regression":
+        return tf.cast(label, tf.float32)
     if opts.task == "segmentation":
         label_map = tf.cast(mask[..., 0], tf.int32)
         valid = tf.not_equal(label_map, opts.ignore_label)
@@ -153,7 +155,8 @@ def _label(label, mask, opts: Options) -> tf.Tensor:
 
 def padding_example(opts: Options, channels: int = 3) -> dict:
     """An eval example that pads the last batches: image at the range's low end, label 0
-    (segmentation: all ignore_label; image quality: a zero histogram)."""
+    (segmentation: all ignore_label; image quality: a zero histogram; regression: zero
+    targets)."""
     image = tf.fill([*opts.image_size, channels], tf.constant(opts.value_range[0], tf.float32))
     if opts.task == "classification":
         label = (

@@ -1,10 +1,11 @@
 """Dataset names → what kind of source they are and their defaults.
 
 Three families of names:
-- the user's own data: "folder", "segmentation_folder", "ava" (read from `root`, or
+- the user's own data: "folder", "segmentation_folder", "ava", "csv" (read from `root`, or
   `ratings_file` + `image_dir`);
 - datasets generated locally as TFDS builders: "small_details", "small_objects",
-  "synthetic_ava" (a builder config may follow a slash: "small_details/tiny");
+  "synthetic_ava", "synthetic_gaze" (a builder config may follow a slash:
+  "small_details/tiny");
 - any dataset TFDS knows (`tfds.list_builders()`), prepared beforehand in `data_dir`; a few
   have tuned defaults below, the others are classification on ("image", "label") with
   splits "train"/"test".
@@ -24,7 +25,8 @@ import tensorflow_datasets as tfds
 @dataclasses.dataclass(frozen=True)
 class Spec:
     """Defaults of one dataset name. `kind`: "tfds", "generated", "folder",
-    "segmentation_folder" or "ava"; `augment`: what `augment=True` means for it."""
+    "segmentation_folder", "ava" or "csv"; `augment`: what `augment=True` means for it
+    ("none" where every flip or crop would change the label)."""
 
     kind: str
     task: str = "classification"
@@ -66,6 +68,14 @@ SPECS: dict[str, Spec] = {
         class_names=("background", "dot", "ring", "bar"),  # generated/small_objects.py
     ),
     "synthetic_ava": Spec(**_GENERATED, task="image_quality", label_key="rating_counts"),
+    # A gaze point moves with the image: a flip mirrors it, a crop or rescale moves the eyes.
+    "synthetic_gaze": Spec(
+        **{**_GENERATED, "augment": "none"},
+        task="regression",
+        label_key="gaze",
+        class_names=("x", "y"),  # cm on the screen: generated/synthetic_gaze.py
+    ),
+    "csv": Spec(kind="csv", task="regression", augment="none", eval_crop_fraction=1.0),
     "imagenet2012": Spec(kind="tfds", eval_split="validation"),
     "cats_vs_dogs": Spec(kind="tfds", train_split="train[:90%]", eval_split="train[90%:]"),
     "caltech_birds2011": Spec(kind="tfds"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -46,7 +47,8 @@ def _not_prepared_message(builder: tfds.core.DatasetBuilder, name: str, data_dir
 
 class TfdsSource(base.Source):
     """A TFDS dataset: classification (`label_key` a ClassLabel), segmentation (`label_key`
-    an encoded mask image) or image quality (`label_key` the 10 rating counts)."""
+    an encoded mask image), image quality (`label_key` the 10 rating counts) or regression
+    (`label_key` a float Tensor f[D])."""
 
     def __init__(
         self,
@@ -86,9 +88,18 @@ class TfdsSource(base.Source):
             "classification": (tfds.features.ClassLabel, "a ClassLabel"),
             "segmentation": (tfds.features.Image, "an Image (the mask)"),
             "image_quality": (tfds.features.Tensor, "a Tensor of 10 rating counts"),
+            "regression": (tfds.features.Tensor, "a float Tensor of D targets, shape (D,)"),
         }[task]
         if not isinstance(label, expected[0]) or (
-            task == "image_quality" and tuple(label.shape) != (base.AVA_BINS,)
+            (task == "image_quality" and tuple(label.shape) != (base.AVA_BINS,))
+            or (
+                task == "regression"
+                and (
+                    len(label.shape) != 1
+                    or not label.shape[0]
+                    or not np.issubdtype(label.np_dtype, np.floating)
+                )
+            )
         ):
             raise ValueError(
                 f"`label_key`={label_key!r} of TFDS dataset {name!r} is {label!r}, but task "
@@ -106,6 +117,9 @@ class TfdsSource(base.Source):
                 )
             self.num_classes = num_classes
             self.ignore_label = ignore_label
+            self.class_names = class_names
+        elif task == "regression":
+            self.num_classes = int(label.shape[0])
             self.class_names = class_names
         else:
             self.num_classes = base.AVA_BINS

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from resize_jax import ops
 from resize_jax.frontends.base import FrontEnd
 from resize_jax.frontends.registry import register_frontend
-from resize_jax.ops.checks import check_choice, check_images, check_size_pair
+from resize_jax.ops.checks import check_bool, check_choice, check_images, check_size_pair
 
 
 @register_frontend("fixed")
@@ -33,12 +33,14 @@ class FixedResizer(FrontEnd):
     def __post_init__(self):
         check_size_pair(self.output_shape, "output_shape")
         check_choice(self.method, "method", ops.METHODS)
+        check_bool(self.antialias, "antialias")
         super().__post_init__()
 
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False, step=None):
         """images: f[B, H, W, C] → (f[B, out_h, out_w, C], {})."""
-        del train, step  # A fixed resize behaves the same in training and evaluation.
+        check_bool(train, "train")  # Unused: a fixed resize is the same in training and eval.
+        del step  # Unused.
         check_images(images)
         resized = ops.resize(
             images.astype(self.dtype),

@@ -15,6 +15,8 @@ activation after the add. Layer names below are the checkpoint format: do not re
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 from typing import Any
 
 import flax.linen as nn
@@ -23,8 +25,12 @@ import jax.numpy as jnp
 from resize_jax import ops
 from resize_jax.frontends.base import FrontEnd
 from resize_jax.frontends.registry import register_frontend
-from resize_jax.ops.checks import check_choice, check_images, check_size_pair
+from resize_jax.ops.checks import check_bool, check_choice, check_images, check_size_pair
 from resize_jax.ops.conv import conv_general_dilated
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _conv(features: int, size: int, module: nn.Module, name: str) -> nn.Conv:
@@ -116,6 +122,17 @@ class LearnedResizer(FrontEnd):
             minimum = 1 if name == "num_filters" else 0
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
+        check_bool(self.antialias, "antialias")
+        # flax.linen.BatchNorm takes any value: a negative epsilon gives NaN, a momentum
+        # outside [0, 1] running statistics that diverge.
+        if not _is_number(self.bn_epsilon) or not 0 < self.bn_epsilon < math.inf:
+            raise ValueError(f"`bn_epsilon` must be a positive number, got {self.bn_epsilon!r}.")
+        if not _is_number(self.bn_momentum) or not 0 <= self.bn_momentum <= 1:
+            raise ValueError(f"`bn_momentum` must be in [0, 1], got {self.bn_momentum!r}.")
+        if not _is_number(self.negative_slope) or not math.isfinite(self.negative_slope):
+            raise ValueError(
+                f"`negative_slope` must be a finite number, got {self.negative_slope!r}."
+            )
         super().__post_init__()
 
     def _check_channels(self, channels: int) -> None:
@@ -134,6 +151,7 @@ class LearnedResizer(FrontEnd):
         """images: f[B, H, W, C] → (f[B, out_h, out_w, C], {"skip": f[B, out_h, out_w, C]})."""
         del step  # No schedule: training and evaluation differ only in BatchNorm.
         check_images(images)
+        check_bool(train, "train")
         channels = images.shape[-1]
         self._check_channels(channels)
         resize = functools.partial(

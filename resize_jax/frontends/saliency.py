@@ -26,7 +26,14 @@ from resize_jax.frontends.base import FrontEnd
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.frontends.saliency_net import SaliencyCNN
 from resize_jax.ops.blur import check_blur_schedule, maybe_blur
-from resize_jax.ops.checks import check_choice, check_images, check_size_pair
+from resize_jax.ops.checks import (
+    check_bool,
+    check_choice,
+    check_finite,
+    check_images,
+    check_size_pair,
+    warn_if_nchw,
+)
 from resize_jax.ops.grid_sample import PADDING_MODES, grid_sample
 from resize_jax.ops.mipmap import grid_sample_antialiased
 from resize_jax.ops.saliency import (
@@ -150,8 +157,7 @@ class SaliencySampler(FrontEnd):
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
             raise ValueError(f"`unwarp_iterations` must be a non-negative int, got {iterations!r}.")
         for name in ("separable", "antialias"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"`{name}` must be True or False, got {getattr(self, name)!r}.")
+            check_bool(getattr(self, name), name)
         super().__post_init__()
 
     def _sigma(self) -> float:
@@ -210,6 +216,11 @@ class SaliencySampler(FrontEnd):
     def __call__(self, images: jnp.ndarray, *, train: bool = False, step=None):
         """images: f[B, H, W, C] → (f[B, out_h, out_w, C], {"saliency", "grid"})."""
         check_images(images)
+        warn_if_nchw(images)
+        check_bool(train, "train")
+        # Checked here when concrete: a NaN pixel would otherwise surface as a NaN in the
+        # internal saliency map and be blamed on it.
+        check_finite(images, "images")
         logits = self._logits(images, train)
         batch, g_h, g_w = logits.shape
         saliency = jax.nn.softmax(logits.reshape(batch, g_h * g_w), axis=-1)

@@ -16,6 +16,7 @@ from resize_jax.models.mobilenet_v2 import MobileNetV2
 from resize_jax.models.registry import get_model, model_factory, model_names
 from resize_jax.models.resnet import ResNet, ResNet18, ResNet50
 from resize_jax.models.small_cnn import SmallCNN
+from resize_jax.models.vit import ViT
 
 __all__ = [
     "DenseNet",
@@ -30,6 +31,7 @@ __all__ = [
     "ResNet18",
     "ResNet50",
     "SmallCNN",
+    "ViT",
     "count_params",
     "flops",
     "get_model",

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from resize_jax.frontends.base import resize_to_input
+from resize_jax.ops.checks import check_bool
 
 
 class FrontEndModel(nn.Module):
@@ -47,6 +48,7 @@ class FrontEndModel(nn.Module):
         input f[B, h, w, C], "backbone": the backbone's aux}. `step` (the training step) goes
         to the front-end (e.g. the saliency sampler's blur schedule).
         """
+        check_bool(train, "train")
         if self.frontend is None:
             resized, frontend_aux = images, {}
         else:

@@ -13,6 +13,7 @@ from resize_jax.models.inception_v2 import InceptionV2
 from resize_jax.models.mobilenet_v2 import MobileNetV2
 from resize_jax.models.resnet import ResNet18, ResNet50
 from resize_jax.models.small_cnn import SmallCNN
+from resize_jax.models.vit import ViTB16, ViTL16, ViTS16, ViTTi16
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {
     "densenet121": DenseNet121,
@@ -23,6 +24,10 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": ResNet18,
     "resnet50": ResNet50,
     "small_cnn": SmallCNN,
+    "vit_b16": ViTB16,
+    "vit_l16": ViTL16,
+    "vit_s16": ViTS16,
+    "vit_ti16": ViTTi16,
 }
 
 

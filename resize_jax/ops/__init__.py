@@ -3,6 +3,8 @@
 from resize_jax.ops.blur import blur_sigma, gaussian_blur, maybe_blur
 from resize_jax.ops.grid_sample import PADDING_MODES, grid_sample, identity_grid
 from resize_jax.ops.mipmap import grid_sample_antialiased, image_pyramid
+from resize_jax.ops.points import grid_to_pixels, pixels_to_grid, unwarp_points, warp_points
+from resize_jax.ops.resample_embeddings import resample_patch_kernel, resample_posemb
 from resize_jax.ops.resize import METHODS, interpolation_matrix, resize
 from resize_jax.ops.saliency import (
     PAD_MODES,
@@ -24,14 +26,20 @@ __all__ = [
     "gaussian_kernel_1d",
     "grid_sample",
     "grid_sample_antialiased",
+    "grid_to_pixels",
     "identity_grid",
     "image_pyramid",
     "interpolation_matrix",
     "invert_grid",
     "maybe_blur",
+    "pixels_to_grid",
+    "resample_patch_kernel",
+    "resample_posemb",
     "resize",
     "saliency_grid",
     "sample_separable",
     "separable_to_grid",
     "unwarp",
+    "unwarp_points",
+    "warp_points",
 ]

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
+import numpy as np
+
+# Channel counts of NCHW image batches, for `check_images`' layout warning.
+_CHANNEL_COUNTS = (1, 2, 3, 4)
 
 
 def check_images(images, name: str = "images", *, rank: int = 4) -> None:
@@ -61,3 +67,34 @@ def check_choice(value, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {sorted(choices)}, got {value!r}.")
     return value
+
+
+def check_bool(value, name: str) -> bool:
+    """Returns `value` if it is a bool (Python or NumPy), else raises ValueError: a string
+    such as "no" or "false" is truthy, so it must not be read as a flag."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise ValueError(f"`{name}` must be True or False, got {value!r}.")
+
+
+def check_finite(values, name: str) -> None:
+    """Raises ValueError if a concrete array holds a NaN or an infinity; under tracing the
+    values are unknown and nothing is checked."""
+    if isinstance(values, jax.core.Tracer):
+        return
+    if not bool(np.all(np.isfinite(np.asarray(values)))):
+        raise ValueError(f"`{name}` must be finite, got NaN or infinite values.")
+
+
+def warn_if_nchw(images, name: str = "images") -> None:
+    """Warns when a 4-D batch looks like NCHW (few "rows", many "channels"): (B, 3, H, W) is
+    a valid NHWC shape (images 3 pixels high with W channels), so this cannot be an error,
+    but it is far more often a PyTorch-layout batch that would build a W-channel model."""
+    shape = tuple(int(d) for d in images.shape)
+    if len(shape) == 4 and shape[1] in _CHANNEL_COUNTS and shape[2] > 4 and shape[3] > 4:
+        warnings.warn(
+            f"`{name}` has shape {shape}, which looks like NCHW (channels second); resize_jax "
+            f"expects NHWC [B, H, W, C] and reads it as {shape[3]} channels. Transpose it "
+            f"with `{name}.transpose(0, 2, 3, 1)`.",
+            stacklevel=3,
+        )

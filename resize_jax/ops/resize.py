@@ -37,7 +37,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from resize_jax.ops.checks import check_choice, check_images, check_size_pair
+from resize_jax.ops.checks import (
+    check_bool,
+    check_choice,
+    check_images,
+    check_size_pair,
+    warn_if_nchw,
+)
 from resize_jax.ops.taps import Taps, apply_taps, regular_taps
 
 METHODS = ("nearest", "bilinear", "bicubic", "lanczos3", "lanczos5")
@@ -118,6 +124,11 @@ _TAPS_ADVANTAGE = 4
 def _resize_axis(x, axis, out_size, method, antialias, precision, use_taps=True):
     """Resizes `x` along `axis` (1: rows, 2: columns) to `out_size`."""
     in_size = x.shape[axis]
+    if method == "nearest":
+        # A gather, not a 0/1 matrix product: 0 · NaN is NaN, so a product would spread one
+        # NaN pixel over its whole row or column instead of the outputs that copy it.
+        index = np.argmax(interpolation_matrix(in_size, out_size, method, antialias), axis=1)
+        return jnp.take(x, jnp.asarray(index, jnp.int32), axis=axis)
     taps = resize_taps(in_size, out_size, method, antialias) if use_taps else None
     if taps is not None:
         return apply_taps(x, taps, axis, out_size)
@@ -148,17 +159,19 @@ def resize(
       f[B, out_h, out_w, C].
 
     Raises:
-      ValueError: naming the argument, for a wrong rank, integer images, a bad output shape
-        or an unknown method.
+      ValueError: naming the argument, for a wrong rank, integer images, a bad output shape,
+        an unknown method or a non-bool `antialias`.
     """
     check_images(images)
+    warn_if_nchw(images)
     out_h, out_w = check_size_pair(output_shape, "output_shape")
     check_choice(method, "method", METHODS)
+    antialias = check_bool(antialias, "antialias")
     _, in_h, in_w, _ = images.shape
     out = images
     # Same size is the identity for every kernel (they vanish at non-zero integers).
     if in_h != out_h:
-        out = _resize_axis(out, 1, out_h, method, bool(antialias), precision)
+        out = _resize_axis(out, 1, out_h, method, antialias, precision)
     if in_w != out_w:
-        out = _resize_axis(out, 2, out_w, method, bool(antialias), precision)
+        out = _resize_axis(out, 2, out_w, method, antialias, precision)
     return out

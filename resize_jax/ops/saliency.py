@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from resize_jax.ops.checks import check_choice, check_images, check_size_pair
+from resize_jax.ops.checks import check_bool, check_choice, check_images, check_size_pair
 from resize_jax.ops.grid_sample import PADDING_MODES, clamp, linear_taps
 
 PAD_MODES = ("edge", "reflect", "constant")
@@ -269,7 +269,8 @@ def saliency_grid(
     Raises:
       ValueError: naming the argument, for a wrong rank, dtype or size of `saliency`,
         negative or non-finite values (checked when not traced), a bad or too large
-        `output_shape`, a negative `pad`, both `fwhm` and `sigma`, or an unknown `pad_mode`.
+        `output_shape`, a negative `pad`, both `fwhm` and `sigma`, an unknown `pad_mode`,
+        or a non-bool `separable`.
     """
     _check_saliency(saliency)
     out_h, out_w = _check_arguments(output_shape, pad, pad_mode)
@@ -280,7 +281,7 @@ def saliency_grid(
         int(pad),
         resolve_sigma(fwhm, sigma),
         pad_mode,
-        bool(separable),
+        check_bool(separable, "separable"),
         implementation,
     )
 

@@ -131,16 +131,52 @@ def invert_grid(grid, input_shape: tuple[int, int], *, iterations: int = 4):
 
     Raises:
       ValueError: naming the argument, for a grid of the wrong rank, dtype or last
-        dimension, a bad `input_shape` or a negative `iterations`.
+        dimension, a folded or mirrored grid (checked when not traced; under `jit` its
+        inverse is NaN), a bad `input_shape` or a negative `iterations`.
     """
     height, width = check_size_pair(input_shape, "input_shape")
     if isinstance(grid, SeparableGrid):
         check_separable_grid(grid, "grid")
-        return _invert_separable_jit(grid, height, width)
+        folded = _check_monotone(grid)
+        inverse = _invert_separable_jit(grid, height, width)
+        return SeparableGrid(*(_nan_where(folded, part) for part in inverse))
     check_grid(grid)
     iterations = _check_iterations(iterations)
     grid = grid.astype(jnp.promote_types(grid.dtype, jnp.float32))
-    return _invert_dense_jit(grid, height, width, iterations)
+    folded = _check_monotone(grid)
+    return _nan_where(folded, _invert_dense_jit(grid, height, width, iterations))
+
+
+# How far (in grid units, [-1, 1] across the image) a coordinate may step backwards and still
+# count as monotone: rounding in a saliency grid is ~1e-7; a mirrored or folded grid steps
+# back by a whole pixel, 2 / (side - 1).
+_FOLD_TOLERANCE = 1e-4
+
+
+def _check_monotone(grid) -> jnp.ndarray:
+    """bool[B]: True for the grids that are folded or mirrored (x decreasing along an output
+    row, or y along an output column): such a grid has no inverse. Raises ValueError when
+    the values are known; under tracing the caller returns NaN for those batch items."""
+    if isinstance(grid, SeparableGrid):
+        x, y = grid.x, grid.y
+        folded = jnp.any(jnp.diff(x, axis=1) < -_FOLD_TOLERANCE, axis=1)
+        folded |= jnp.any(jnp.diff(y, axis=1) < -_FOLD_TOLERANCE, axis=1)
+    else:
+        folded = jnp.any(jnp.diff(grid[..., 0], axis=2) < -_FOLD_TOLERANCE, axis=(1, 2))
+        folded |= jnp.any(jnp.diff(grid[..., 1], axis=1) < -_FOLD_TOLERANCE, axis=(1, 2))
+    if not isinstance(folded, jax.core.Tracer) and bool(jnp.any(folded)):
+        items = [int(i) for i in jnp.nonzero(folded)[0]]
+        raise ValueError(
+            "`grid` must be monotone to be inverted: x non-decreasing along every output row "
+            "and y along every output column (a folded or mirrored grid maps several output "
+            f"pixels to one input pixel and has no inverse); batch items {items} are not."
+        )
+    return folded
+
+
+def _nan_where(folded: jnp.ndarray, values: jnp.ndarray) -> jnp.ndarray:
+    mask = folded.reshape(folded.shape + (1,) * (values.ndim - 1))
+    return jnp.where(mask, jnp.asarray(jnp.nan, values.dtype), values)
 
 
 def _jacobian(grid: jnp.ndarray, where: jnp.ndarray):
@@ -166,18 +202,16 @@ def _solve_2x2(a, b, c, d, r1, r2):
     return jnp.stack([(m22 * t1 - m12 * t2) / det, (m11 * t2 - m12 * t1) / det], axis=-1)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
-def _invert_dense(grid: jnp.ndarray, height: int, width: int, iterations: int) -> jnp.ndarray:
-    """Solves G(o) = p for every input pixel p: f[B, h, w, 2] → f[B, H, W, 2]."""
-    batch, out_h, out_w, _ = grid.shape
-    dtype = grid.dtype
-    targets = identity_grid(batch, height, width, dtype)
+def newton_inverse(grid, targets, start, iterations: int, pixels):
+    """Solves G(o) = p for the points p = `targets` f[B, ..., 2] (input coordinates), from
+    `start` (same shape, output coordinates), G being the bilinear interpolation of `grid`
+    f[B, h, w, 2]; `pixels` f[2] scales the residual's x and y for the line search."""
+    _, out_h, out_w, _ = grid.shape
     # At most about two output pixels per step: a step never jumps across the image on an
     # almost flat (clamped) stretch of the grid.
     max_step = 4.0 / max(out_h - 1, out_w - 1, 1)
-    pixels = jnp.asarray([0.5 * max(width - 1, 1), 0.5 * max(height - 1, 1)], dtype)
 
-    def misfit(value):  # Squared residual in input pixels: f[B, H, W].
+    def misfit(value):  # Squared residual in input pixels: f[B, ...].
         return jnp.sum(jnp.square((value - targets) * pixels), axis=-1)
 
     def newton_step(_, where):
@@ -206,7 +240,32 @@ def _invert_dense(grid: jnp.ndarray, height: int, width: int, iterations: int) -
             where = jnp.where(best == k + 1, candidate, where)
         return where
 
-    return lax.fori_loop(0, iterations, newton_step, _two_pass_inverse(grid, height, width))
+    return lax.fori_loop(0, iterations, newton_step, start)
+
+
+def implicit_adjoint(grid, where, cotangent):
+    """(grid̄, p̄) of o*(grid, p), the solution of G(o*) = p at `where`, by the implicit
+    function theorem: do*/dp = J⁻¹ and do*/dgrid = -J⁻¹ ∂G/∂grid."""
+    _, d_x, d_y = _jacobian(grid, where)
+    a, b, c, d = d_x[..., 0], d_y[..., 0], d_x[..., 1], d_y[..., 1]
+    # Jᵀλ = ō, solved as the 2×2 system with Jᵀ's entries.
+    adjoint = _solve_2x2(a, c, b, d, cotangent[..., 0], cotangent[..., 1])
+    # Points the grid never reaches sit on the output border (clamped, no solution of
+    # G(o) = p): they get no gradient.
+    adjoint = jnp.where(jnp.abs(where) < 1.0, adjoint, 0.0)
+    _, pullback = jax.vjp(lambda g: grid_sample(g, where), grid)
+    (grid_bar,) = pullback(-adjoint.astype(grid.dtype))
+    return grid_bar, adjoint
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _invert_dense(grid: jnp.ndarray, height: int, width: int, iterations: int) -> jnp.ndarray:
+    """Solves G(o) = p for every input pixel p: f[B, h, w, 2] → f[B, H, W, 2]."""
+    batch = grid.shape[0]
+    targets = identity_grid(batch, height, width, grid.dtype)
+    pixels = jnp.asarray([0.5 * max(width - 1, 1), 0.5 * max(height - 1, 1)], grid.dtype)
+    start = _two_pass_inverse(grid, height, width)
+    return newton_inverse(grid, targets, start, iterations, pixels)
 
 
 def _invert_dense_fwd(grid, height, width, iterations):
@@ -219,15 +278,7 @@ def _invert_dense_bwd(height, width, iterations, residuals, cotangent):
     # iterations: do*/dgrid = -J⁻¹ ∂G/∂grid, so grid̄ = -(∂G/∂grid)ᵀ J⁻ᵀ ō.
     del height, width, iterations
     grid, where = residuals
-    _, d_x, d_y = _jacobian(grid, where)
-    a, b, c, d = d_x[..., 0], d_y[..., 0], d_x[..., 1], d_y[..., 1]
-    # Jᵀλ = ō, solved as the 2×2 system with Jᵀ's entries.
-    adjoint = _solve_2x2(a, c, b, d, cotangent[..., 0], cotangent[..., 1])
-    # Pixels the grid never reaches sit on the output border (clamped, no solution of
-    # G(o) = p): they get no gradient.
-    adjoint = jnp.where(jnp.abs(where) < 1.0, adjoint, 0.0)
-    _, pullback = jax.vjp(lambda g: grid_sample(g, where), grid)
-    (grid_bar,) = pullback(-adjoint.astype(grid.dtype))
+    grid_bar, _ = implicit_adjoint(grid, where, cotangent)
     return (grid_bar,)
 
 

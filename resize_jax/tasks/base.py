@@ -39,6 +39,17 @@ class Task:
         task; the loop calls it before compiling anything. The default accepts any dataset."""
         del info  # Unused.
 
+    def bind_dataset(self, info) -> Task:
+        """This task completed from the dataset (a `DatasetInfo`), e.g. with target statistics
+        the config left empty; the loop calls it once before training. Default: unchanged."""
+        del info  # Unused.
+        return self
+
+    def recorded_fields(self) -> dict[str, Any]:
+        """Task fields the run records in its config.json beyond the config's own (what
+        `bind_dataset` filled in), so a run rebuilt from its workdir has the same task."""
+        return {}
+
     def loss(
         self, outputs: Array, aux: Mapping[str, Any], batch: Mapping[str, Array]
     ) -> tuple[Array, dict[str, Array]]:

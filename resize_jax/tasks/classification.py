@@ -53,6 +53,16 @@ class Classification(Task):
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"`label_smoothing` must be in [0, 1), got {self.label_smoothing}.")
 
+    def check_dataset(self, info) -> None:
+        # One class is learned trivially (top-1 = 1.0 from the first step): a mistake in the
+        # data, such as a folder with a single label directory, never a result.
+        if info.num_classes < 2:
+            names = f" ({list(info.class_names)})" if info.class_names else ""
+            raise ValueError(
+                f"Classification needs at least 2 classes; the dataset has "
+                f"{info.num_classes}{names}."
+            )
+
     def loss(self, outputs, aux, batch):
         """outputs: f[B, K] logits; batch["label"]: int[B] or one-hot f[B, K]."""
         del aux  # Unused: the loss is on the task output alone (no loss on resized images).

@@ -18,7 +18,9 @@ resized with antialiased bilinear and mapped to `config.data.value_range`. Then,
   difference to its skip path, and for a saliency sampler the saliency map and the sampling
   grid drawn over the input.
 
-The network's predicted class (index and probability) is printed for each image. Unreadable
+The network's predicted class (index and probability) is printed for each image; for a
+regression run (e.g. gaze) its prediction instead, in the targets' original units (the
+normalisation statistics the run recorded in its config.json are undone). Unreadable
 files and workdirs without a checkpoint stop the command with an error naming them, before
 anything is written.
 """
@@ -35,6 +37,7 @@ import jax
 import numpy as np
 
 from resize_jax import ops
+from resize_jax.train import build
 from resize_jax.train.workdir import TrainedRun, describe, load_run
 
 
@@ -100,7 +103,8 @@ def _save_png(path: str, image: np.ndarray) -> None:
 def apply(workdir: str, paths: Sequence[str], out: str) -> list[dict]:
     """Runs `workdir`'s front-end (and network) on the images at `paths`; writes into `out`.
 
-    Returns, per image, {"name", "files": [written paths], "class": int, "probability"}.
+    Returns, per image, {"name", "files": [written paths], "class": int, "probability"}, or
+    for a regression run {"name", "files", "prediction": [D floats in the targets' units]}.
     Raises ValueError naming the workdir or the file that cannot be used.
     """
     from resize_jax.tools import figures
@@ -111,6 +115,9 @@ def apply(workdir: str, paths: Sequence[str], out: str) -> list[dict]:
     images = np.stack([load_image(p, run) for p in paths])  # All checked before any write.
     os.makedirs(out, exist_ok=True)
     logits, aux = jax.jit(lambda v, x: run.model.apply(v, x, train=False))(run.variables, images)
+    task = build.build_task(run.config)
+    # A regression task maps the outputs back to the targets' units (its `predictions`).
+    predictions = np.asarray(task.predictions(logits)) if hasattr(task, "predictions") else None
     probabilities = np.asarray(jax.nn.softmax(logits.reshape(len(paths), -1), axis=-1))
     value_range = tuple(run.config.data.value_range)
     low, high = value_range
@@ -147,6 +154,9 @@ def apply(workdir: str, paths: Sequence[str], out: str) -> list[dict]:
             )
         else:
             figures.panel(files[2], panels, title=title)
+        if predictions is not None:
+            results.append({"name": name, "files": files, "prediction": predictions[i].tolist()})
+            continue
         top = int(np.argmax(probabilities[i]))
         results.append(
             {
@@ -172,10 +182,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")
     for path, result in zip(args.images, results, strict=True):
-        print(
-            f"{path}: class {result['class']} (p={result['probability']:.2f}); wrote "
-            + ", ".join(result["files"])
-        )
+        if "prediction" in result:
+            said = "prediction " + ", ".join(f"{v:.4g}" for v in result["prediction"])
+        else:
+            said = f"class {result['class']} (p={result['probability']:.2f})"
+        print(f"{path}: {said}; wrote " + ", ".join(result["files"]))
 
 
 if __name__ == "__main__":

@@ -54,6 +54,8 @@ METRICS = {
     "classification": ("top1", "top-1 accuracy"),
     "segmentation": ("miou", "mIoU"),
     "image_quality": ("srcc", "SRCC"),
+    "regression": ("mean_error", "mean error (lower is better)"),
+    "gaze": ("mean_error", "mean error (lower is better)"),
 }
 RESULTS_MD, RESULTS_JSON = "results.md", "results.json"
 _COLORS = ("tab:red", "tab:orange", "tab:brown", "tab:green", "tab:blue", "tab:gray")

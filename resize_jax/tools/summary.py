@@ -135,11 +135,14 @@ def format_table(rows: Sequence[dict], input_size: int = 448, output_size: int =
 
 def classifier_names() -> list[str]:
     """The registered backbones that classify (logits f[B, K]); dense predictors such as ENet,
-    whose inputs must also be multiples of 8, are not part of the paper's comparison."""
+    whose inputs must also be multiples of 8, are not part of the paper's comparison, nor are
+    Vision Transformers (inputs in multiples of the patch size, so no matched size)."""
     x = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
     names = []
     for name in model_names():
         model = get_model(name, num_classes=10)
+        if hasattr(model, "patch_size"):
+            continue
         variables = jax.eval_shape(model.init, jax.random.key(0), x)
         logits, _ = jax.eval_shape(model.apply, variables, x)
         if logits.ndim == 2:

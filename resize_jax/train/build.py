@@ -13,6 +13,7 @@ from resize_jax.frontends.saliency_trunk import get_saliency_net
 from resize_jax.models import pretrained
 from resize_jax.ops.checks import check_size_pair
 from resize_jax.train.optim import OPTIMIZERS
+from resize_jax.train.sharding import check_sharding_config
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 PRNG_IMPLS = ("rbg", "threefry2x32", "unsafe_rbg")
@@ -20,7 +21,7 @@ NO_FRONTEND = "none"  # The backbone sees the full-resolution input (the upper b
 
 
 # Config fields that say where weights come from, not how a module is built.
-_WEIGHT_FIELDS = (
+WEIGHT_FIELDS = (
     "weights",
     "weights_source",
     "saliency_net_weights",
@@ -29,7 +30,7 @@ _WEIGHT_FIELDS = (
 
 
 def _kwargs(section) -> dict:
-    return {k: v for k, v in section.items() if k != "name" and k not in _WEIGHT_FIELDS}
+    return {k: v for k, v in section.items() if k != "name" and k not in WEIGHT_FIELDS}
 
 
 def compute_dtype(config):
@@ -67,10 +68,27 @@ def build_model(config, info) -> models.FrontEndModel:
     )
 
 
-def build_task(config, model: models.FrontEndModel | None = None) -> tasks.Task:
-    """The task of `config.task`, bound to `model` when given (`Task.for_model`)."""
+def build_task(config, model: models.FrontEndModel | None = None, info=None) -> tasks.Task:
+    """The task of `config.task`, bound to `model` when given (`Task.for_model`) and completed
+    from the dataset's `info` when given (e.g. the regression targets' statistics,
+    `Task.bind_dataset`)."""
     task = tasks.get_task(config.task.name, **_kwargs(config.task))
+    if info is not None:
+        task = task.bind_dataset(info)
     return task if model is None else task.for_model(model)
+
+
+def recorded_config(config, task: tasks.Task):
+    """`config` as the run records it in config.json: a copy with what the task took from
+    the dataset (`Task.recorded_fields`) written into `config.task`."""
+    fields = task.recorded_fields()
+    if not fields:
+        return config
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        for key, value in fields.items():
+            config.task[key] = value
+    return config
 
 
 def validate_config(config, info, num_devices: int) -> None:
@@ -95,6 +113,7 @@ def validate_config(config, info, num_devices: int) -> None:
         )
     build_task(config).check_dataset(info)
     compute_dtype(config)
+    check_sharding_config(config)
     if config.prng_impl not in PRNG_IMPLS:
         raise ValueError(
             f"`config.prng_impl` must be one of {list(PRNG_IMPLS)}, got {config.prng_impl!r}."

@@ -30,6 +30,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from resize_jax.models import pretrained
+from resize_jax.train import checkpoint
 from resize_jax.train.state import TrainState
 
 CHECKPOINT_DIR = "checkpoints"
@@ -199,6 +200,11 @@ def read_run(run: str) -> dict:
         step = manager.latest_step()
         if step is None:
             raise ValueError(f"Run {run!r} holds no checkpoint to initialise from.")
+        problem = checkpoint.verify_step(checkpoint.step_directory(directory, step))
+        if problem is not None:
+            raise ValueError(
+                f"Run {run!r}: its newest checkpoint, step {step}, is corrupt: {problem}."
+            )
         restored = manager.restore(step, args=ocp.args.StandardRestore())
     return {c: restored.get(c) or {} for c in _COLLECTIONS}
 

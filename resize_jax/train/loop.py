@@ -1,7 +1,8 @@
 """`train_and_evaluate(config, workdir)`: the whole training run, importable and testable.
 
 One mesh over every device (axis "data"); batches sharded over it, parameters and optimizer
-state replicated; each process feeds its own slice of the data. See `configs/default.py` for
+state replicated or split by FSDP (`config.sharding`, see `resize_jax.train.sharding`); each
+process feeds its own slice of the data. See `configs/default.py` for
 the config fields and `resize_jax.train.checkpoint` for the resume order.
 """
 
@@ -11,20 +12,26 @@ import dataclasses
 import functools
 import itertools
 import math
-import os
-import signal
-import threading
 from typing import Any
 
 import jax
 import numpy as np
 from absl import logging
 from clu import parameter_overview
-from jax.experimental import multihost_utils
 
 from resize_jax import data
 from resize_jax.models import count_params
-from resize_jax.train import build, checkpoint, init_from, optim, sharding
+from resize_jax.train import (
+    build,
+    checkpoint,
+    config_check,
+    init_from,
+    memory_check,
+    optim,
+    sharding,
+    signals,
+    workdir_guard,
+)
 from resize_jax.train.state import TrainState
 from resize_jax.train.step import make_eval_step, make_train_step
 from resize_jax.train.writer import Progress, make_writer
@@ -39,51 +46,20 @@ class TrainResult:
     preempted: bool = False
 
 
-class _PreemptionFlag:
-    """Set by SIGTERM (preemption); the loop saves at the current step and exits cleanly."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        del signum, frame  # Unused.
-        logging.warning("SIGTERM received: saving a checkpoint at the current step, then exiting.")
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-    def agreed(self, step: int, every: int) -> bool:
-        """All processes must stop at the same step: agree through a collective."""
-        if jax.process_count() == 1:
-            return self.requested
-        if step % every:
-            return False
-        flags = multihost_utils.process_allgather(np.asarray(self.requested))
-        return bool(np.any(flags))
-
-
-def _check_finite(step: int, metrics: dict[str, Any]) -> None:
+def _check_finite(step: int, metrics: dict[str, Any], last_saved: str) -> None:
     for name in ("loss", "grad_norm"):
         value = float(metrics[name])
         if not math.isfinite(value):
             raise FloatingPointError(
-                f"Non-finite {name} ({value}) at step {step}; training stopped. "
-                "The last checkpoint saved before it is intact."
+                f"Non-finite {name} ({value}) at step {step}; training stopped. {last_saved}"
             )
 
 
 def init_training(config, model, sample_images, mesh):
     """Step 0 of `config`'s run: `(state, tx, schedule)`, the optimizer and learning-rate
     schedule built from `config.optimizer` and the state (the model's initial variables and
-    the optimizer's state) replicated over `mesh`. sample_images: f[1, H, W, C]."""
+    the optimizer's state) placed on `mesh` as `config.sharding` says (replicated, or split
+    by the FSDP rule of `sharding.state_sharding`). sample_images: f[1, H, W, C]."""
     key = functools.partial(jax.random.key, impl=config.prng_impl)
 
     def init_variables(images):
@@ -106,14 +82,19 @@ def init_training(config, model, sample_images, mesh):
             opt_state=tx.init(params),
         )
 
-    state = jax.jit(init, out_shardings=sharding.replicated(mesh))(sample_images)
+    state_sharding = sharding.state_sharding(jax.eval_shape(init, sample_images), mesh, config)
+    state = jax.jit(init, out_shardings=state_sharding)(sample_images)
     return state, tx, schedule
 
 
-def jit_train_step(config, model, task, tx, schedule, mesh):
+def jit_train_step(config, model, task, tx, schedule, mesh, state_sharding=None):
     """The loop's `train_step(state, batch) -> (state, metrics)`, jitted: the batch split over
-    `mesh`, the state replicated and donated, metrics replicated."""
+    `mesh`, the state kept in `state_sharding` (a pytree of shardings like the state's, e.g.
+    `jax.tree.map(lambda x: x.sharding, state)`; None: replicated) and donated, metrics
+    replicated."""
     replicated = sharding.replicated(mesh)
+    if state_sharding is None:
+        state_sharding = replicated
     step = make_train_step(
         model,
         task,
@@ -126,17 +107,21 @@ def jit_train_step(config, model, task, tx, schedule, mesh):
     )
     return jax.jit(
         step,
-        in_shardings=(replicated, sharding.data_sharding(mesh)),
-        out_shardings=(replicated, replicated),
+        in_shardings=(state_sharding, sharding.data_sharding(mesh)),
+        out_shardings=(state_sharding, replicated),
         donate_argnums=(0,),
     )
 
 
-def evaluate(eval_step, state, task, config, mesh) -> dict[str, float]:
-    """Runs the whole eval split once (each example counted exactly once via the mask)."""
+def evaluate(eval_step, state, task, config, mesh, stop=None) -> dict[str, float] | None:
+    """Runs the whole eval split once (each example counted exactly once via the mask).
+    Returns None when `stop()` turns true between batches (a stop request)."""
     total = None
     per_process = config.eval_batch_size // jax.process_count()
     for batch in data.eval_iterator(config.data, batch_size=per_process):
+        if stop is not None and stop():
+            logging.warning("Evaluation interrupted by a stop request; its metrics are dropped.")
+            return None
         stats = eval_step(state, sharding.global_batch(batch, mesh))
         total = task.accumulate(total, jax.device_get(stats))
     if total is None:
@@ -145,33 +130,82 @@ def evaluate(eval_step, state, task, config, mesh) -> dict[str, float]:
 
 
 def train_and_evaluate(config, workdir: str) -> TrainResult:
-    """Trains `config.num_train_steps` steps with periodic eval/checkpoints; resumes if it can."""
+    """Trains `config.num_train_steps` steps with periodic eval/checkpoints; resumes if it can.
+
+    Before anything is written to `workdir`, the config passes `config_check`. Then the
+    workdir is locked, the model is built (its modules check their fields), a resumed run's
+    config is compared with the saved one, the step is compiled, and only then is
+    `config.json` rewritten. SIGTERM/SIGINT stop the run cleanly until it returns
+    (docs/reliability.md).
+    """
+    workdir = workdir_guard.check_workdir(workdir)
+    config_check.check_config(config)
     sharding.maybe_initialize_distributed(config)
     mesh = sharding.make_mesh(config.get("num_devices", -1))
     info = data.get_info(config.data)
     build.validate_config(config, info, mesh.size)
-    if jax.process_index() == 0:
-        # The run's own record of its config: `resize_jax.tools.report` and `resize_jax.tools.apply`
-        # rebuild the model from it, from the workdir alone.
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-    model = build.build_model(config, info)
-    task = build.build_task(config, model)
+    # Locked before compiling, so a second run on the workdir fails at once.
+    with workdir_guard.locked(workdir), signals.StopRequest() as stop:
+        per_process_batch = config.batch_size // jax.process_count()
+        train_batches = data.train_iterator(
+            config.data, batch_size=per_process_batch, seed=config.seed
+        )
+        first = next(train_batches)
+        sample = np.zeros((1, *first["image"].shape[1:]), first["image"].dtype)
+        with config_check.naming_fields(config):
+            model = build.build_model(config, info)
+            task = build.build_task(config, model, info)
+        # What the run records in config.json: the config plus what the task took from the
+        # dataset (regression targets' statistics), so a resume compares like with like.
+        recorded = build.recorded_config(config, task)
+        store = checkpoint.CheckpointStore(workdir, max_to_keep=config.get("keep_checkpoints", 3))
+        stop.preemption_service = store.reached_preemption
+        try:
+            workdir_guard.check_resume(recorded, workdir, has_checkpoint=bool(store.all_steps()))
+            with config_check.naming_fields(config):
+                state, tx, schedule = init_training(config, model, sample, mesh)
+                train_step = memory_check.compile_checked(
+                    jit_train_step(
+                        config,
+                        model,
+                        task,
+                        tx,
+                        schedule,
+                        mesh,
+                        jax.tree.map(lambda x: x.sharding, state),
+                    ),
+                    (state, sharding.global_batch(first, mesh)),
+                    config,
+                )
+            restored = store.restore_latest(state)
+            workdir_guard.write_config(recorded, workdir)
+            # Pretrained files and other runs' parts apply only when there is nothing to resume.
+            state = restored if restored is not None else init_from.initialize(config, state, model)
+            return _train(
+                config,
+                workdir,
+                model,
+                task,
+                mesh,
+                state,
+                train_step,
+                first,
+                train_batches,
+                store,
+                stop,
+            )
+        finally:
+            # Every exit path (an exception, a NaN, KeyboardInterrupt) completes the save
+            # in flight; a process killed outright leaves a temporary directory that the
+            # next run's manager removes.
+            store.close()
+
+
+def _train(
+    config, workdir, model, task, mesh, state, train_step, first, train_batches, store, stop
+) -> TrainResult:
     num_steps = int(config.num_train_steps)
-    per_process_batch = config.batch_size // jax.process_count()
-
-    train_batches = data.train_iterator(config.data, batch_size=per_process_batch, seed=config.seed)
-    first = next(train_batches)
-    sample = np.zeros((1, *first["image"].shape[1:]), first["image"].dtype)
-    state, tx, schedule = init_training(config, model, sample, mesh)
-
-    manager = checkpoint.make_manager(workdir, max_to_keep=config.get("keep_checkpoints", 3))
-    restored = checkpoint.restore_latest(manager, state) if manager.all_steps() else None
-    # Pretrained files and other runs' parts apply only when there is nothing to resume.
-    state = restored if restored is not None else init_from.initialize(config, state, model)
     start = int(jax.device_get(state.step))
-
     writer = make_writer(workdir)
     if jax.process_index() == 0:
         parameter_overview.log_parameter_overview(state.params)
@@ -181,10 +215,10 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
 
     replicated = sharding.replicated(mesh)
     batch_sharding = sharding.data_sharding(mesh)
-    train_step = jit_train_step(config, model, task, tx, schedule, mesh)
+    state_sharding = jax.tree.map(lambda x: x.sharding, state)
     eval_step = jax.jit(
         make_eval_step(model, task),
-        in_shardings=(replicated, batch_sharding),
+        in_shardings=(state_sharding, batch_sharding),
         out_shardings=replicated,
     )
     run_eval = functools.partial(evaluate, eval_step, task=task, config=config, mesh=mesh)
@@ -196,7 +230,7 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
     eval_metrics: dict[str, float] = {}
     preempted = False
     last_saved = start
-    log_every = max(int(config.log_every_steps), 1)
+    log_every = int(config.log_every_steps)
     eval_every = int(config.get("eval_every_steps", 0))
     save_every = int(config.get("checkpoint_every_steps", 0))
     check_every = int(config.get("preemption_check_every_steps", 10))
@@ -209,39 +243,42 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
             return
         fetched = jax.device_get(history)
         for offset, metrics in enumerate(fetched):
-            _check_finite(step - len(fetched) + 1 + offset, metrics)
+            _check_finite(step - len(fetched) + 1 + offset, metrics, store.last_good_description())
         means = {f"train/{k}": float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
         speed = progress(step, means["train/loss"])
         writer.write_scalars(step, {**means, **{f"train/{k}": v for k, v in speed.items()}})
         history = []
 
-    with _PreemptionFlag() as preemption:
-        for step in range(start + 1, num_steps + 1):
-            state, metrics = train_step(state, sharding.global_batch(next(batches), mesh))
-            history.append(metrics)
-            save_now = bool(save_every) and step % save_every == 0
-            if step % log_every == 0 or step == num_steps or save_now:
-                flush_train_metrics(step)
-            if eval_every and step % eval_every == 0 and step != num_steps:
-                eval_metrics = run_eval(state)
-                writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
-            if save_now:
-                checkpoint.save(manager, state)
-                last_saved = step
-            if preemption.agreed(step, check_every):
-                flush_train_metrics(step)
-                if last_saved != step:
-                    checkpoint.save(manager, state, force=True)
-                preempted = True
-                break
+    for step in range(start + 1, num_steps + 1):
+        state, metrics = train_step(state, sharding.global_batch(next(batches), mesh))
+        history.append(metrics)
+        save_now = bool(save_every) and step % save_every == 0
+        if step % log_every == 0 or step == num_steps or save_now:
+            flush_train_metrics(step)
+        if eval_every and step % eval_every == 0 and step != num_steps:
+            eval_metrics = run_eval(state) or {}
+            writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
+        if save_now:
+            store.save(state)
+            last_saved = step
+        if stop.agreed(step, check_every):
+            flush_train_metrics(step)
+            if last_saved != step:
+                store.save(state, force=True)
+            preempted = True
+            break
     if not preempted:
-        eval_metrics = run_eval(state)
         final_step = int(jax.device_get(state.step))
-        writer.write_scalars(final_step, {f"eval/{k}": v for k, v in eval_metrics.items()})
+        # Saved before the final evaluation (which overlaps the asynchronous write), so a
+        # stop request during the evaluation loses nothing.
         if last_saved != final_step:
-            checkpoint.save(manager, state, force=True)
-    manager.wait_until_finished()
-    manager.close()
+            store.save(state, force=True)
+        final = run_eval(state, stop=stop.interrupts_eval)
+        if final is None:
+            preempted = True
+        else:
+            eval_metrics = final
+            writer.write_scalars(final_step, {f"eval/{k}": v for k, v in eval_metrics.items()})
     writer.flush()
     logging.info("Finished at step %d; eval: %s", int(jax.device_get(state.step)), eval_metrics)
     return TrainResult(state=state, eval_metrics=eval_metrics, preempted=preempted)

@@ -17,9 +17,10 @@ from typing import Any
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 
 from resize_jax.train import build
-from resize_jax.train.checkpoint import CHECKPOINT_DIR
+from resize_jax.train.checkpoint import CHECKPOINT_DIR, step_directory, verify_step
 
 CONFIG_FILE = "config.json"
 
@@ -108,6 +109,18 @@ def _restore_raw(workdir: str) -> tuple[int, dict]:
             # Restored onto one device whatever the saving run's mesh was.
             device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
             for step in steps:
+                problem = verify_step(step_directory(directory, step))
+                if problem is not None:
+                    # Read-only here: the checkpoint is left in place for the training run
+                    # to quarantine, and the fallback is said aloud.
+                    logging.warning(
+                        "Checkpoint at step %d in %s is corrupt (%s); using an older one.",
+                        step,
+                        directory,
+                        problem,
+                    )
+                    last_error = ValueError(problem)
+                    continue
                 try:
                     metadata = manager.item_metadata(step)
                     target = jax.tree.map(
@@ -116,6 +129,13 @@ def _restore_raw(workdir: str) -> tuple[int, dict]:
                     )
                     return step, manager.restore(step, args=ocp.args.StandardRestore(target))
                 except Exception as error:  # Orbax raises many kinds of errors for a bad file.
+                    logging.warning(
+                        "Checkpoint at step %d in %s is corrupt (%s: %s); using an older one.",
+                        step,
+                        directory,
+                        type(error).__name__,
+                        error,
+                    )
                     last_error = error
             if steps:
                 raise ValueError(
