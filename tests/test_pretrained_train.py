@@ -15,7 +15,7 @@ from resize_jax.config_args import model_section
 from resize_jax.models import convert, get_model, pretrained
 from resize_jax.models.pretrained import names
 from resize_jax.models.pretrained.loader import abstract_variables
-from resize_jax.train import build, init_from, train_and_evaluate
+from resize_jax.train import build, checkpoint, init_from, train_and_evaluate
 from resize_jax.train.state import TrainState
 from resize_jax.train.writer import read_metrics
 from tests import train_fakes
@@ -120,6 +120,8 @@ def test_convert_command_checkpoint_starts_a_run_without_the_head(tiny_file, tmp
     train_fakes.install(monkeypatch)
     out = tmp_path / "converted"
     convert.convert("resnet18", tiny_file, str(out), source="torchvision", **TINY)
+    assert checkpoint.verify_step(str(out / "checkpoints" / "0")) is None
+    assert (out / "checkpoints" / "0" / checkpoint.MANIFEST).exists()
     record = json.loads((out / "pretrained.json").read_text())
     assert record["num_classes"] == 1000 and record["preprocessing"]["std"][0] == 0.229
     with pytest.raises(ValueError, match="already holds a checkpoint"):
