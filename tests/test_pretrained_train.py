@@ -109,9 +109,11 @@ def test_torchvision_file_trains_a_new_head_and_resume_ignores_the_file(
     assert len(losses) == 6 and losses[-1] < losses[0], losses
     assert result.state.params["backbone"]["head"]["kernel"].shape == (64, 2)
 
-    # Resuming: the workdir's checkpoint wins, the weights file is not even read.
+    # Resuming: the workdir's checkpoint wins, the weights file is not even read (and a
+    # moved file does not count as a changed config).
     config.model.weights = str(tmp_path / "no_such_file.pth")
     config.num_train_steps = 7
+    config.resume_changes = "num_train_steps"
     resumed = train_and_evaluate(config, workdir)
     assert int(resumed.state.step) == 7
 
