@@ -50,7 +50,7 @@ def test_sampler_sows_its_zoom_only_when_metrics_are_mutable():
     model = SaliencySampler((8, 8), saliency_input_shape=(16, 16), grid_shape=(9, 9), pad=8)
     variables = jax.jit(model.init)(jax.random.key(0), images)
     assert "metrics" not in variables
-    (out, aux), sown = jax.jit(
+    (_, aux), sown = jax.jit(
         lambda v, x: model.apply(v, x, mutable=["metrics"]),
     )(variables, images)
     expected = zoom_summary(aux["grid"])

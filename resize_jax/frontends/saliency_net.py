@@ -6,13 +6,16 @@ The paper uses an ImageNet-pretrained ResNet-18 truncated after layer3, its thir
 Each layer is a 3×3 convolution (with its stride and dilation), then BatchNorm (optional),
 then ReLU; a 1×1 convolution gives one logit per cell.
 
-Defaults (the README's saliency page has the ablation behind them): on a 64×64 copy, one
-stride-2 layer, so the map has 32×32 cells, about the paper's 31×31 grid: a small object
-(1/8 of the image side) spans 4×4 cells and the grid can centre on it. The dilated layer
-widens the receptive field to 21 input pixels (a third of the copy) without another
-downsampling. Three stride-2 layers (the earlier default, `features=(16, 32, 64),
-strides=(2, 2, 2), dilations=(1, 1, 1), batch_norm=False`) put such an object in one cell
-of an 8×8 map.
+Defaults (docs/saliency.md has the ablation behind them): on a 64×64 copy, one stride-2
+layer, so the map has 32×32 cells, about the paper's 31×31 grid: an object 1/8 of the image
+side spans 4×4 cells and the grid can centre on it; the dilated last layer widens the
+receptive field to 15 pixels of the copy (an eighth-of-the-side object and its
+surroundings) without another downsampling; about 5 M multiply-adds per image. BatchNorm
+keeps the layers' scale fixed while the task network changes; the zero-initialised logit
+layer makes the starting saliency flat, so the sampler starts as a uniform resize instead of
+a random warp. The earlier default, three stride-2 layers (`features=(16, 32, 64),
+strides=(2, 2, 2), dilations=(1, 1, 1), batch_norm=False, zero_init_logits=False`), puts
+such an object in one cell of an 8×8 map.
 """
 
 from __future__ import annotations
@@ -40,11 +43,11 @@ class SaliencyCNN(nn.Module):
     Layer names: "conv{k}", "bn{k}", "logits".
     """
 
-    features: tuple[int, ...] = (16, 32, 32, 32)
-    strides: tuple[int, ...] = (1, 2, 1, 1)
-    dilations: tuple[int, ...] = (1, 1, 2, 1)
+    features: tuple[int, ...] = (16, 16, 16)
+    strides: tuple[int, ...] = (2, 1, 1)
+    dilations: tuple[int, ...] = (1, 1, 2)
     batch_norm: bool = True
-    zero_init_logits: bool = False
+    zero_init_logits: bool = True
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
