@@ -12,7 +12,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from scipy import ndimage
 
-from resize_jax import SaliencyCNN, SaliencySampler, get_frontend, ops
+from resize_jax import SaliencySampler, get_frontend, ops
+from resize_jax.frontends import SaliencyCNN
 
 IMAGES = np.random.default_rng(0).uniform(size=(2, 40, 48, 3)).astype(np.float32)
 SMALL = {"saliency_input_shape": (32, 32), "grid_shape": (9, 9), "pad": 8}
