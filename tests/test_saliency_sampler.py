@@ -285,11 +285,13 @@ def test_batch_sharded_over_a_data_mesh(variables):
     reference, _ = APPLY(variables, images)
     np.testing.assert_allclose(out, reference, atol=1e-5)
     grad = jax.jit(jax.grad(lambda p, x: jnp.sum(MODEL.apply(p, x)[0] ** 2)))
+    reference = jax.tree.leaves(grad(variables, images))[0]
+    # Sums over a split batch round differently: tolerance relative to the largest entry.
     np.testing.assert_allclose(
         jax.tree.leaves(grad(params, sharded))[0],
-        jax.tree.leaves(grad(variables, images))[0],
+        reference,
         rtol=1e-4,
-        atol=1e-6,
+        atol=1e-6 * float(np.abs(reference).max()),
     )
     unwarp = jax.jit(ops.unwarp, static_argnums=2)
     np.testing.assert_allclose(
