@@ -264,7 +264,6 @@ def _train_part(args: argparse.Namespace, started: float):
     workdirs = {key: os.path.join(args.out, f"{key[0]}_seed{key[1]}") for key in plan}
     todo = [key for key in plan if not _finished(workdirs[key], configs[key])]
     progress = _DemoProgress([_cost(configs[key]) for key in todo] or [1.0])
-    progress.start = started
     absl_logger = logging.get_absl_logger()
     absl_logger.addFilter(progress.filter)
     try:
