@@ -43,6 +43,7 @@ from resize_jax.ops.saliency import (
     sample_separable,
     separable_to_grid,
 )
+from resize_jax.ops.zoom import zoom_summary
 
 
 def _accepts_train(module: nn.Module) -> bool:
@@ -233,9 +234,14 @@ class SaliencySampler(FrontEnd):
             pad_mode=self.pad_mode,
             separable=self.separable,
         )
+        dense = separable_to_grid(grid) if self.separable else grid
+        # Whether it zooms at all, for the training log (train/frontend/zoom_spread): a
+        # sampler that never leaves the uniform grid is a plain resize.
+        if self.is_mutable_collection("metrics") and not self.is_initializing():
+            for name, value in zoom_summary(dense).items():
+                self.sow("metrics", name, value, reduce_fn=lambda _, new: new, init_fn=lambda: 0)
         pixels = images.astype(self.dtype)
         if self.antialias:
-            dense = separable_to_grid(grid) if self.separable else grid
             sampled = grid_sample_antialiased(pixels, dense, padding_mode=self.padding_mode)
         elif self.separable:
             sampled = sample_separable(pixels, grid, padding_mode=self.padding_mode)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -23,6 +24,13 @@ def _keep_frozen_stats(old, new, frozen: Sequence[str]):
     )
 
 
+def _sown(new_vars) -> dict[str, jax.Array]:
+    """Scalars modules report with `self.sow("metrics", name, value)`, keyed by module path
+    and name: {"frontend/zoom_spread": ...} (logged as "train/frontend/zoom_spread")."""
+    sown = flax.traverse_util.flatten_dict(dict(new_vars.get("metrics", {})), sep="/")
+    return {name: jnp.mean(jnp.asarray(value)) for name, value in sown.items()}
+
+
 def make_train_step(
     model: nn.Module,
     task: Task,
@@ -37,7 +45,8 @@ def make_train_step(
     """Returns `train_step(state, batch) -> (state, metrics)`.
 
     batch: {"image": f[B, H, W, C], "label": ...}. Metrics are scalars: the task's training
-    metrics plus loss, learning rate and the global norms of gradients, updates and params
+    metrics, what the model's modules sow into "metrics" (e.g. "frontend/zoom_spread"), loss,
+    learning rate and the global norms of gradients, updates and params
     (the host checks loss and grad norm for non-finite values). The model (a
     `FrontEndModel`) gets the step (`step=`, e.g. for blur pretraining) and one key for each
     RNG stream it declares (`model.rng_streams`), all derived from `seed` and the step.
@@ -59,11 +68,11 @@ def make_train_step(
                 batch["image"],
                 train=True,
                 step=state.step,
-                mutable=["batch_stats"],
+                mutable=["batch_stats", "metrics"],
                 rngs=rngs,
             )
             loss, metrics = task.loss(outputs, aux, batch)
-            return loss, (metrics, new_vars.get("batch_stats", {}))
+            return loss, ({**metrics, **_sown(new_vars)}, new_vars.get("batch_stats", {}))
 
         (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params
