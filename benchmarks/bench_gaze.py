@@ -4,10 +4,12 @@ resizer and the saliency sampler, and the full-resolution bound (the CNN on 128Ã
 
     python benchmarks/bench_gaze.py                          # the table in docs/gaze.md
     python benchmarks/bench_gaze.py --runs bilinear_aa,saliency --seeds 0 --steps 100
+    python benchmarks/bench_gaze.py --report_only     # table and figure of the runs so far
 
 Each run is `configs/gaze.py:<frontend>,runlocal` (4000 train / 1000 test images, 128Ã—128,
 batch 32, AdamW, smooth-L1 loss on normalised targets) trained with `train_and_evaluate`
-into `<out>/<run>_seed<k>`. Writes `<out>/bench_gaze.json` and `bench_gaze.md` (mean,
+into `<out>/<run>_seed<k>`; finished runs are reused, so an interrupted benchmark resumes
+where it stopped. Writes `<out>/bench_gaze.json` and `bench_gaze.md` (mean,
 median and 90th-percentile Euclidean error on the 1000 test images, in cm, per run and
 seed, and their means over seeds, plus how much each saliency sampler magnifies the eyes),
 and `<out>/gaze_saliency.png`: where the first seed's saliency sampler samples on test
@@ -172,6 +174,11 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--dataset", default="synthetic_gaze")
     parser.add_argument("--data_dir", default=None, help="default: <out>/tfds")
+    parser.add_argument(
+        "--report_only",
+        action="store_true",
+        help="train nothing: the table and figure from the finished runs in <out>",
+    )
     args = parser.parse_args(argv)
     runs = [r for r in args.runs.split(",") if r]
     unknown = sorted(set(runs) - set(RUNS))
@@ -198,6 +205,10 @@ def main(argv=None) -> None:
             workdir = os.path.join(args.out, key)
             if _finished(workdir, args.steps) is not None and key in results:
                 print(f"{key}: reusing {workdir}", flush=True)
+                continue
+            if args.report_only:
+                results.pop(key, None)
+                print(f"{key}: not trained, left out (--report_only)", flush=True)
                 continue
             config = make_config(run, seed, args)
             tick = time.perf_counter()
@@ -226,7 +237,7 @@ def main(argv=None) -> None:
     if "saliency" in runs:
         for seed in seeds:
             key = f"saliency_seed{seed}"
-            if key in results:
+            if key in results and _finished(os.path.join(args.out, key), args.steps):
                 median, share = eye_magnification(
                     os.path.join(args.out, key), make_config("saliency", seed, args)
                 )
@@ -239,6 +250,8 @@ def main(argv=None) -> None:
                 with open(os.path.join(args.out, "bench_gaze.md"), "a") as f:
                     f.write(f"\n{line}\n")
         key = f"saliency_seed{seeds[0]}"
+        if key not in results:
+            return
         gaze_figure(
             os.path.join(args.out, key),
             make_config("saliency", seeds[0], args),
