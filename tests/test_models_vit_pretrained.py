@@ -163,3 +163,31 @@ def test_bad_files_and_arguments_are_refused(timm_file, tmp_path):
         vit_pretrained.load("resnet50", timm_file, source="timm")
     with pytest.raises(ValueError, match="does not exist"):
         load(str(tmp_path / "nothing.npz"))
+
+
+def test_through_the_pretrained_package(timm_file):
+    from resize_jax import models
+    from resize_jax.models import pretrained
+
+    _, inputs, expected = _fixture()
+    model, variables = pretrained.load("vit_ti16", timm_file, source="timm", **RESIZE_JAX_FIELDS)
+    assert _relative_error(model, variables, inputs[1], expected[1]) < TOLERANCE
+    assert pretrained.preprocessing("timm", "vit_b16")["mean"] == (0.5, 0.5, 0.5)
+    assert pretrained.model_fields("big_vision", "vit_b16") == {"gelu_approximate": True}
+    # What `config.model.weights` does in training: import into an initialised state's
+    # params, here a model at 48×48 (6×6 grid) with 3 classes.
+    vit = models.get_model("vit_ti16", num_classes=3, **RESIZE_JAX_FIELDS)
+    target = jax.jit(vit.init)(jax.random.key(0), np.zeros((1, 48, 48, 3), np.float32))
+    tensors = pretrained.read_source(timm_file, "timm", "vit_ti16")
+    conversion = pretrained.import_variables(
+        tensors, vit, pretrained.recipe("timm", "vit_ti16"), where="test", target=target
+    )
+    params = conversion.variables["params"]
+    assert conversion.fresh == ["head"]
+    np.testing.assert_array_equal(params["head"]["kernel"], target["params"]["head"]["kernel"])
+    assert params["pos_embedding"].shape == (1, 1 + 36, 48)
+    # Resampled from the file's 4×4 grid as the loader does at load time for 48×48.
+    _, at_48 = vit_pretrained.load(
+        "vit_ti16", timm_file, source="timm", image_size=(48, 48), **RESIZE_JAX_FIELDS
+    )
+    np.testing.assert_allclose(params["pos_embedding"], at_48["params"]["pos_embedding"])
