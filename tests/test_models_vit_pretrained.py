@@ -191,3 +191,31 @@ def test_through_the_pretrained_package(timm_file):
         "vit_ti16", timm_file, source="timm", image_size=(48, 48), **RESIZE_JAX_FIELDS
     )
     np.testing.assert_allclose(params["pos_embedding"], at_48["params"]["pos_embedding"])
+
+
+def test_weights_file_into_a_training_state_under_fsdp(timm_file):
+    # `config.model.weights`: a front-end + ViT state (no BatchNorm anywhere), split by FSDP.
+    from resize_jax import frontends, models
+    from resize_jax.config_args import training_defaults
+    from resize_jax.train import init_from, init_training, sharding
+
+    config = training_defaults()
+    config.sharding, config.fsdp_min_size_mb = "fsdp", 0.0
+    vit = models.get_model("vit_ti16", num_classes=7, **RESIZE_JAX_FIELDS)
+    model = models.FrontEndModel(frontends.get_frontend("fixed", output_shape=(48, 48)), vit)
+    sample = np.zeros((1, 96, 96, 3), np.float32)
+    state, _, _ = init_training(config, model, sample, sharding.make_mesh(8))
+    loaded = init_from.load_pretrained(
+        state, ("backbone",), "vit_ti16", vit, timm_file, "timm", "model"
+    )
+    _, at_48 = vit_pretrained.load(
+        "vit_ti16", timm_file, source="timm", image_size=(48, 48), **RESIZE_JAX_FIELDS
+    )
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b)),
+        loaded.params["backbone"],
+        at_48["params"],
+    )
+    kernel = loaded.params["backbone"]["embedding"]["kernel"]
+    assert kernel.sharding == state.params["backbone"]["embedding"]["kernel"].sharding
+    assert not kernel.sharding.is_fully_replicated and loaded.batch_stats == state.batch_stats
