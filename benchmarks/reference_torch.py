@@ -33,6 +33,8 @@ statistics). With `--compile` it includes the compiler's own memory.
 
 Prints one JSON line: {"case", "infer_s", "train_s", "infer_img_per_s", "train_img_per_s",
 "infer_peak_mib", "train_peak_mib", "memory_format", "compile", ...}.
+`reference_torch.py --many '[["learned", "--batch", "1"], ...]'` runs a list of them in one
+process, one JSON line each.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import itertools
 import json
 import math
 import statistics
+import sys
 import time
 
 import torch
@@ -298,4 +301,9 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    if sys.argv[1:2] == ["--many"]:
+        # One process for a list of runs (a JSON list of argument lists): torch starts once.
+        for job in json.loads(sys.argv[2]):
+            main(parse_args(job))
+    else:
+        main(parse_args())
