@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from resize_jax.extras import require
+
+require("train", "resize_jax.config_args")
+
 import ml_collections
 from ml_collections import config_dict
 

@@ -120,7 +120,7 @@ def test_seg_enet_every_frontend_builds(frontend):
     outputs, aux = _abstract_forward(config, info)
     side = 128 if frontend == "none" else 64
     assert outputs.shape == (1, side, side, 4)
-    assert ("grid" in aux) == (frontend == "saliency")
+    assert ("grid" in aux["frontend"]) == (frontend == "saliency")
     full = _get_config("seg_enet", f"frontend={frontend}")
     if frontend != "none":
         assert tuple(full.frontend.output_shape) == (512, 1024)

@@ -12,9 +12,10 @@ import pytest
 from PIL import Image
 
 from resize_jax.config_args import model_section
-from resize_jax.models import convert, get_model, pretrained
+from resize_jax.models import get_model, pretrained
 from resize_jax.models.pretrained import names
 from resize_jax.models.pretrained.loader import abstract_variables
+from resize_jax.tools import convert
 from resize_jax.train import build, checkpoint, init_from, train_and_evaluate
 from resize_jax.train.state import TrainState
 from resize_jax.train.writer import read_metrics

@@ -15,6 +15,7 @@ import pytest
         ("resize_jax.report", "resize_jax.tools.report"),
         ("resize_jax.apply", "resize_jax.tools.apply"),
         ("resize_jax.models.summary", "resize_jax.tools.summary"),
+        ("resize_jax.models.convert", "resize_jax.tools.convert"),
     ],
 )
 def test_old_command_warns_and_runs_the_tool(old, new, monkeypatch, capsys):

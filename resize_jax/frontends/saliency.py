@@ -89,6 +89,22 @@ def _block_mean(images: jnp.ndarray, k_h: int, k_w: int) -> jnp.ndarray:
     return summed / (k_h * k_w)
 
 
+def unwarp_dense(dense, grid, input_shape: tuple[int, int], *, iterations: int = 4):
+    """dense: f[B, h, w, K] on an image sampled on `grid` (f[B, h', w', 2] or
+    `ops.SeparableGrid`) → f32[B, H, W, K] on the input's pixel grid (`ops.unwarp`); a dense
+    output smaller than the sampled image is first resized to it."""
+    check_images(dense, "dense")
+    if isinstance(grid, ops.SeparableGrid):
+        sampled_shape = (int(grid.y.shape[1]), int(grid.x.shape[1]))
+    else:
+        sampled_shape = (int(grid.shape[1]), int(grid.shape[2]))
+    dense = dense.astype(jnp.float32)
+    if tuple(dense.shape[1:3]) != sampled_shape:
+        dense = ops.resize(dense, sampled_shape)
+    input_shape = check_size_pair(input_shape, "input_shape")
+    return ops.unwarp(dense, grid, input_shape, iterations=iterations)
+
+
 @register_frontend("saliency")
 class SaliencySampler(FrontEnd):
     """The saliency sampler: zooms into what a small network finds salient.
@@ -281,14 +297,4 @@ class SaliencySampler(FrontEnd):
         through the inverse of `aux["grid"]` (`ops.unwarp`). A dense output smaller than the
         sampled image (a network predicting at a fraction of its input) is first resized to
         the sampled image's size."""
-        check_images(dense, "dense")
-        grid = aux["grid"]
-        if isinstance(grid, ops.SeparableGrid):
-            sampled_shape = (int(grid.y.shape[1]), int(grid.x.shape[1]))
-        else:
-            sampled_shape = (int(grid.shape[1]), int(grid.shape[2]))
-        dense = dense.astype(jnp.float32)
-        if tuple(dense.shape[1:3]) != sampled_shape:
-            dense = ops.resize(dense, sampled_shape)
-        input_shape = check_size_pair(input_shape, "input_shape")
-        return ops.unwarp(dense, grid, input_shape, iterations=self.unwarp_iterations)
+        return unwarp_dense(dense, aux["grid"], input_shape, iterations=self.unwarp_iterations)
