@@ -4,10 +4,17 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from resize_jax.data.generated import small_details, small_objects, synthetic_ava, synthetic_gaze
+from resize_jax.data.generated import (
+    cluttered_digits,
+    small_details,
+    small_objects,
+    synthetic_ava,
+    synthetic_gaze,
+)
 from resize_jax.ops import resize
 
 BUILDERS = {
+    "cluttered_digits": cluttered_digits,
     "small_details": small_details,
     "small_objects": small_objects,
     "synthetic_ava": synthetic_ava,

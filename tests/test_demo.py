@@ -19,6 +19,8 @@ _TINY = [
     "--log_every=1",
     "--seeds=0",
     "--num_devices=1",
+    "--real_dataset=cluttered_digits/tiny",
+    "--real_steps=2",
 ]
 
 
@@ -62,6 +64,19 @@ def test_reduced_demo_trains_all_six_and_writes_table_and_figures(demo_out):
     assert "| learned resizer | 128×128 → 32×32 |" in markdown
 
 
+def test_the_real_image_part_has_its_own_table(demo_out):
+    out, _ = demo_out
+    real = out / "cluttered_digits"
+    results = json.loads((real / "results.json").read_text())
+    assert [g["runs"] for g in results["groups"]] == [["bilinear_aa_seed0"], ["saliency_seed0"]]
+    assert all(g["steps"] == 2 for g in results["groups"])
+    config = json.loads((real / "saliency_seed0" / "config.json").read_text())
+    assert config["data"]["name"] == "cluttered_digits/tiny"
+    # Both parts read one TFDS directory.
+    assert config["data"]["data_dir"] == str(out / "tensorflow_datasets")
+    assert (real / "saliency.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_report_rebuilds_results_md_from_the_workdirs_alone(demo_out, tmp_path):
     out, markdown = demo_out
     rebuilt, _ = report.build_report([str(out)], str(tmp_path), figures=False)
@@ -97,6 +112,8 @@ def test_demo_runs_use_the_default_config_with_the_demo_settings(tmp_path):
         (["--runs=bilinear,zoom"], "zoom"),
         (["--seeds=a"], "--seeds"),
         (["--steps=0"], "--steps"),
+        (["--real_runs=zoom"], "--real_runs"),
+        (["--real_steps=0"], "--real_steps"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(argv, message, capsys):

@@ -3,8 +3,8 @@
 Three families of names:
 - the user's own data: "folder", "segmentation_folder", "ava", "csv" (read from `root`, or
   `ratings_file` + `image_dir`);
-- datasets generated locally as TFDS builders: "small_details", "small_objects",
-  "synthetic_ava", "synthetic_gaze" (a builder config may follow a slash:
+- datasets generated locally as TFDS builders: "small_details", "cluttered_digits",
+  "small_objects", "synthetic_ava", "synthetic_gaze" (a builder config may follow a slash:
   "small_details/tiny");
 - any dataset TFDS knows (`tfds.list_builders()`), prepared beforehand in `data_dir`; a few
   have tuned defaults below, the others are classification on ("image", "label") with
@@ -60,6 +60,8 @@ SPECS: dict[str, Spec] = {
         eval_crop_fraction=1.0,
     ),
     "small_details": Spec(**_GENERATED),
+    # Digits: a flip would mirror them (a mirrored digit is not in the test set).
+    "cluttered_digits": Spec(**{**_GENERATED, "augment": "none"}),
     "small_objects": Spec(
         **_GENERATED,
         task="segmentation",

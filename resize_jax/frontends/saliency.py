@@ -43,6 +43,7 @@ from resize_jax.ops.saliency import (
     sample_separable,
     separable_to_grid,
 )
+from resize_jax.ops.zoom import zoom_summary
 
 
 def _accepts_train(module: nn.Module) -> bool:
@@ -64,15 +65,28 @@ def _low_resolution(images: jnp.ndarray, shape: tuple[int, int]) -> jnp.ndarray:
     of the small image. A dense antialiased resize of the full image alone would cost ~h
     multiply-adds per input pixel (~0.5 s of CPU for 16 images 800² → 224²).
     """
-    batch, height, width, channels = images.shape
+    _, height, width, _ = images.shape
     k_h, k_w = max(1, height // shape[0]), max(1, width // shape[1])
     if k_h > 1 or k_w > 1:
         rows, cols = height // k_h * k_h, width // k_w * k_w
         top, left = (height - rows) // 2, (width - cols) // 2
-        images = images[:, top : top + rows, left : left + cols]
-        images = images.reshape(batch, rows // k_h, k_h, cols // k_w, k_w, channels)
-        images = images.mean(axis=(2, 4))
+        images = _block_mean(images[:, top : top + rows, left : left + cols], k_h, k_w)
     return ops.resize(images, shape, antialias=True)
+
+
+def _block_mean(images: jnp.ndarray, k_h: int, k_w: int) -> jnp.ndarray:
+    """Means of k_h×k_w blocks: f[B, H, W, C] → f[B, H/k_h, W/k_w, C] (exact multiples).
+
+    Written as k_h + k_w strided slices added elementwise, which XLA fuses into one pass over
+    the input: `reshape(...).mean(axis=(2, 4))` compiles on CPU to a reduction about 8× slower
+    than one read of the input (1792² images, benchmarks/bench_scaling.py).
+    """
+    batch, height, width, channels = images.shape
+    rows = images.reshape(batch, height // k_h, k_h, width * channels)
+    summed = sum(rows[:, :, i] for i in range(1, k_h)) + rows[:, :, 0]
+    cols = summed.reshape(batch, height // k_h, width // k_w, k_w, channels)
+    summed = sum(cols[:, :, :, j] for j in range(1, k_w)) + cols[:, :, :, 0]
+    return summed / (k_h * k_w)
 
 
 def unwarp_dense(dense, grid, input_shape: tuple[int, int], *, iterations: int = 4):
@@ -249,9 +263,14 @@ class SaliencySampler(FrontEnd):
             pad_mode=self.pad_mode,
             separable=self.separable,
         )
+        dense = separable_to_grid(grid) if self.separable else grid
+        # Whether it zooms at all, for the training log (train/frontend/zoom_spread): a
+        # sampler that never leaves the uniform grid is a plain resize.
+        if self.is_mutable_collection("metrics") and not self.is_initializing():
+            for name, value in zoom_summary(dense).items():
+                self.sow("metrics", name, value, reduce_fn=lambda _, new: new, init_fn=lambda: 0)
         pixels = images.astype(self.dtype)
         if self.antialias:
-            dense = separable_to_grid(grid) if self.separable else grid
             sampled = grid_sample_antialiased(pixels, dense, padding_mode=self.padding_mode)
         elif self.separable:
             sampled = sample_separable(pixels, grid, padding_mode=self.padding_mode)

@@ -28,6 +28,7 @@ import orbax.checkpoint as ocp
 from absl import app, flags, logging
 
 from resize_jax.models import pretrained
+from resize_jax.train import checkpoint
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -58,6 +59,8 @@ def convert(
             raise ValueError(f"`out`={out!r} already holds a checkpoint; choose another folder.")
         manager.save(0, args=ocp.args.StandardSave(state))
         manager.wait_until_finished()
+    # Checksums, as a training run writes them, so starting from it verifies the files.
+    checkpoint.write_manifest(checkpoint.step_directory(directory, 0))
     record = {
         "source": source,
         "model": name,

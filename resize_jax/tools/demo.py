@@ -48,6 +48,13 @@ RUNS = {
 # Gaussian (FWHM 13 cells, 31×31 grid) and blur (σ up to 3 px) over the first quarter of the
 # steps, with antialiased sampling, without which it starts zooming anywhere from step 100
 # to not at all (README, Demo section).
+# The real-image part: `cluttered_digits` (a small real handwritten digit among fragments of
+# others), the antialiased baseline against the saliency sampler, first seed only; it needs
+# more steps than small_details before any front-end reads the digit (benchmarks/
+# real_images.py has every front-end over two seeds).
+REAL_DATASET = "cluttered_digits"
+REAL_RUNS = ("bilinear_aa", "saliency")
+REAL_STEPS = 1000
 # Training cost per image (CPU milliseconds, forward + backward, measured on a 2-core x86 VM)
 # and a fixed cost per run (start-up, compilation, evaluation), in CPU seconds: only for the
 # demo's overall ETA before the first run has finished.
@@ -179,31 +186,47 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--dataset", default="small_details", help='e.g. "small_details/tiny"')
     parser.add_argument("--data_dir", default=None, help="default: <out>/tensorflow_datasets")
     parser.add_argument("--num_devices", type=int, default=-1, help="-1: every device")
+    parser.add_argument(
+        "--real_dataset",
+        default=REAL_DATASET,
+        help='the real-image part\'s dataset (e.g. "cluttered_digits/tiny"); "" skips it',
+    )
+    parser.add_argument("--real_runs", default=",".join(REAL_RUNS), help="its runs")
+    parser.add_argument("--real_seeds", default="0", help="its seeds")
+    parser.add_argument("--real_steps", type=int, default=REAL_STEPS, help="its steps")
     args = parser.parse_args(argv)
-    runs = [r.strip() for r in args.runs.split(",") if r.strip()]
-    unknown = sorted(set(runs) - set(RUNS))
-    if unknown or not runs:
-        parser.error(f"--runs: unknown {unknown or runs}; known: {list(RUNS)}.")
-    args.runs = runs
-    try:
-        args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        parser.error(f"--seeds must be comma-separated integers, got {args.seeds!r}.")
-    if not args.seeds:
-        parser.error("--seeds must name at least one seed.")
-    if args.steps < 1 or args.batch_size < 1:
-        parser.error(f"--steps and --batch_size must be >= 1, got {args.steps}, {args.batch_size}.")
+    for prefix in ("", "real_"):
+        runs = [r.strip() for r in getattr(args, f"{prefix}runs").split(",") if r.strip()]
+        unknown = sorted(set(runs) - set(RUNS))
+        if unknown or not runs:
+            parser.error(f"--{prefix}runs: unknown {unknown or runs}; known: {list(RUNS)}.")
+        setattr(args, f"{prefix}runs", runs)
+        text = getattr(args, f"{prefix}seeds")
+        try:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        except ValueError:
+            parser.error(f"--{prefix}seeds must be comma-separated integers, got {text!r}.")
+        if not seeds:
+            parser.error(f"--{prefix}seeds must name at least one seed.")
+        setattr(args, f"{prefix}seeds", seeds)
+    if min(args.steps, args.real_steps, args.batch_size) < 1:
+        parser.error(
+            f"--steps, --real_steps and --batch_size must be >= 1, got {args.steps}, "
+            f"{args.real_steps}, {args.batch_size}."
+        )
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> str:
-    """Runs the demo; returns the results.md text (also printed)."""
-    args = parse_args(argv)
-    logging.set_verbosity(logging.INFO)
-    started = time.perf_counter()
-    os.makedirs(args.out, exist_ok=True)
-    _use_compilation_cache(args.out)
+def _part_args(args: argparse.Namespace, **changes) -> argparse.Namespace:
+    """`args` for one part of the demo (its dataset, runs, seeds, steps and output folder);
+    every part shares one TFDS data directory."""
+    data_dir = args.data_dir or os.path.join(args.out, "tensorflow_datasets")
+    return argparse.Namespace(**{**vars(args), "data_dir": data_dir, **changes})
 
+
+def _train_part(args: argparse.Namespace, started: float):
+    """Trains `args.runs` × `args.seeds` on `args.dataset` into `args.out`; returns the
+    report's (results.md text, results.json dict)."""
     from resize_jax import data
     from resize_jax.tools import report
     from resize_jax.train import train_and_evaluate
@@ -217,8 +240,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     configs = {key: make_config(key[0], args, key[1]) for key in plan}
     first = configs[plan[0]]
     logging.info(
-        "demo: %d runs (%s × seeds %s), %d steps × batch %d, into %s",
+        "demo: %d runs on %s (%s × seeds %s), %d steps × batch %d, into %s",
         len(plan),
+        args.dataset,
         ", ".join(args.runs),
         ",".join(map(str, args.seeds)),
         args.steps,
@@ -257,13 +281,13 @@ def main(argv: Sequence[str] | None = None) -> str:
                         shutil.rmtree(workdir)
             progress.index, progress.fraction_of_run = todo.index(key), 0.0
             logging.info(
-                "demo: run %d/%d: %s, seed %d (%s) ... elapsed %s, demo ETA %s",
+                "demo: run %d/%d: %s, seed %d (%s) ... elapsed %s, ETA of this part %s",
                 progress.index + 1,
                 len(todo),
                 label,
                 key[1],
                 workdir,
-                _clock(time.perf_counter() - progress.start),
+                _clock(time.perf_counter() - started),
                 progress.eta(),
             )
             tick = time.perf_counter()
@@ -281,12 +305,43 @@ def main(argv: Sequence[str] | None = None) -> str:
     finally:
         absl_logger.removeFilter(progress.filter)
 
-    logging.info("demo: writing the table and figures ...")
-    markdown, results = report.build_report([workdirs[k] for k in plan], args.out)
-    print("\n" + report.main_table(results["groups"]) + "\n", flush=True)
+    logging.info("demo: writing the table and figures of %s ...", args.dataset)
+    return report.build_report([workdirs[k] for k in plan], args.out)
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    """Runs the demo; returns the main part's results.md text (both tables are printed)."""
+    args = parse_args(argv)
+    logging.set_verbosity(logging.INFO)
+    started = time.perf_counter()
+    os.makedirs(args.out, exist_ok=True)
+    _use_compilation_cache(args.out)
+    from resize_jax.tools import report
+
+    parts = [_part_args(args)]
+    if args.real_dataset:
+        parts.append(
+            _part_args(
+                args,
+                dataset=args.real_dataset,
+                runs=args.real_runs,
+                seeds=args.real_seeds,
+                steps=args.real_steps,
+                out=os.path.join(args.out, args.real_dataset.split("/")[0]),
+            )
+        )
+    tables, markdown = [], ""
+    for part in parts:
+        text, results = _train_part(part, started)
+        markdown = markdown or text
+        tables.append(
+            f"{part.dataset}, {part.steps} steps:\n\n{report.main_table(results['groups'])}"
+        )
+    print("\n" + "\n\n".join(tables) + "\n", flush=True)
     print(
         f"Demo finished in {_clock(time.perf_counter() - started)} (min:s). Results, figures and "
-        f"runs: {os.path.abspath(args.out)}/ (results.md, results.json, *.png)",
+        f"runs: {os.path.abspath(args.out)}/ (results.md, results.json, *.png)"
+        + (f" and {os.path.abspath(parts[1].out)}/" if len(parts) > 1 else ""),
         flush=True,
     )
     return markdown

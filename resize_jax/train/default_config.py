@@ -35,10 +35,11 @@ def get_config(arg=None):
     if arg.frontend == "fixed":
         overrides = {"method": arg.method, "antialias": arg.antialias}
     elif arg.frontend == "saliency":
-        # The saliency network looks at a 64×64 copy; blur pretraining for the first quarter
-        # of training, as in the paper's code. Antialiased sampling (not in the paper): the
-        # uniform starting grid reads the dots as a tint instead of skipping them, so the
-        # gradient rewards zooming from the start (README, Demo section).
+        # The saliency network (SaliencyCNN's defaults: a 32×32 map, BatchNorm, a flat start;
+        # docs/saliency.md has the ablation) looks at a 64×64 copy; blur pretraining for the
+        # first quarter of training, as in the paper's code. Antialiased sampling (not in the
+        # paper): the uniform starting grid reads the dots as a tint instead of skipping them,
+        # so the gradient rewards zooming from the start (README, Demo section).
         overrides = {
             "saliency_input_shape": (64, 64),
             "antialias": True,

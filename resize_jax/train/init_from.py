@@ -107,6 +107,10 @@ def load_pretrained(
     logging.info("Loaded %s weights from %s into %s.", source, path, "/".join(where))
     new = {}
     for collection in _COLLECTIONS:
+        if not target[collection] and not conversion.variables[collection]:
+            # Nothing of this collection here (a backbone without BatchNorm, e.g. a ViT).
+            new[collection] = getattr(state, collection)
+            continue
         loaded = jax.tree.map(
             lambda s, t: jax.device_put(np.asarray(s, t.dtype), t.sharding),
             conversion.variables[collection],

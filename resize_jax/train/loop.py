@@ -184,15 +184,14 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
             return _train(
                 config,
                 workdir,
-                model,
-                task,
-                mesh,
                 state,
-                train_step,
-                first,
-                train_batches,
-                store,
-                stop,
+                model=model,
+                task=task,
+                mesh=mesh,
+                train_step=train_step,
+                batches=itertools.chain([first], train_batches),
+                store=store,
+                stop=stop,
             )
         finally:
             # Every exit path (an exception, a NaN, KeyboardInterrupt) completes the save
@@ -202,8 +201,10 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
 
 
 def _train(
-    config, workdir, model, task, mesh, state, train_step, first, train_batches, store, stop
+    config, workdir, state, *, model, task, mesh, train_step, batches, store, stop
 ) -> TrainResult:
+    """The loop proper, from `state`'s step: `batches` is the whole deterministic stream
+    from step 1; `store` holds the checkpoints, `stop` the stop request."""
     num_steps = int(config.num_train_steps)
     start = int(jax.device_get(state.step))
     writer = make_writer(workdir)
@@ -224,7 +225,7 @@ def _train(
     run_eval = functools.partial(evaluate, eval_step, task=task, config=config, mesh=mesh)
 
     # Resuming replays the deterministic stream: skip what the first `start` steps consumed.
-    batches = itertools.islice(itertools.chain([first], train_batches), start, None)
+    batches = itertools.islice(batches, start, None)
     progress = Progress(num_steps, config.batch_size, start)
     history: list[dict[str, jax.Array]] = []
     eval_metrics: dict[str, float] = {}

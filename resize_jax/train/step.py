@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -23,17 +24,11 @@ def _keep_frozen_stats(old, new, frozen: Sequence[str]):
     )
 
 
-def frontend_metrics(sown) -> dict[str, jax.Array]:
-    """The scalars the front-end reported with `self.sow("metrics", name, value)` (its
-    submodules' under `<submodule>/<name>`), as {"frontend/<name>": mean of the values sown
-    in the call}; the loop logs them as `train/frontend/<name>`."""
-    sown = sown.get("frontend", {}) if hasattr(sown, "get") else {}
-    flat = jax.tree_util.tree_flatten_with_path(sown, is_leaf=lambda x: isinstance(x, tuple))[0]
-    out = {}
-    for path, values in flat:
-        name = "/".join(str(getattr(k, "key", k)) for k in path)
-        out[f"frontend/{name}"] = jnp.mean(jnp.stack([jnp.mean(v) for v in values]))
-    return out
+def _sown(new_vars) -> dict[str, jax.Array]:
+    """Scalars modules report with `self.sow("metrics", name, value)`, keyed by module path
+    and name: {"frontend/zoom_spread": ...} (logged as "train/frontend/zoom_spread")."""
+    sown = flax.traverse_util.flatten_dict(dict(new_vars.get("metrics", {})), sep="/")
+    return {name: jnp.mean(jnp.asarray(value)) for name, value in sown.items()}
 
 
 def make_train_step(
@@ -50,11 +45,11 @@ def make_train_step(
     """Returns `train_step(state, batch) -> (state, metrics)`.
 
     batch: {"image": f[B, H, W, C], "label": ...}. Metrics are scalars: the task's training
-    metrics plus loss, learning rate and the global norms of gradients, updates and params
+    metrics, what the model's modules sow into "metrics" (e.g. "frontend/zoom_spread"), loss,
+    learning rate and the global norms of gradients, updates and params
     (the host checks loss and grad norm for non-finite values). The model (a
     `FrontEndModel`) gets the step (`step=`, e.g. for blur pretraining) and one key for each
-    RNG stream it declares (`model.rng_streams`), all derived from `seed` and the step;
-    scalars the front-end sows into "metrics" join the metrics (`frontend_metrics`).
+    RNG stream it declares (`model.rng_streams`), all derived from `seed` and the step.
     """
     base_key = jax.random.key(seed, impl=prng_impl)
     streams = tuple(model.rng_streams)
@@ -77,8 +72,7 @@ def make_train_step(
                 rngs=rngs,
             )
             loss, metrics = task.loss(outputs, aux, batch)
-            metrics = {**metrics, **frontend_metrics(new_vars.get("metrics", {}))}
-            return loss, (metrics, new_vars.get("batch_stats", {}))
+            return loss, ({**metrics, **_sown(new_vars)}, new_vars.get("batch_stats", {}))
 
         (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params

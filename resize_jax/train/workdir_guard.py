@@ -36,6 +36,16 @@ BOOKKEEPING_FIELDS = (
     "resume_changes",
     "data.data_dir",
 )
+# Where a fresh run's weights come from: a resumed run never reads them (its checkpoint
+# wins), so a moved or renamed file does not block resuming. `weights_source` is not here:
+# it also sets the backbone's BatchNorm and input normalisation.
+INITIAL_WEIGHT_FIELDS = (
+    "model.weights",
+    "frontend.saliency_net_weights",
+    "init_from",
+    "init_parts",
+    "init_rules",
+)
 
 
 def check_workdir(workdir) -> str:
@@ -145,7 +155,7 @@ def check_resume(config, workdir: str, *, has_checkpoint: bool) -> None:
         field
         for field in sorted(saved.keys() | new.keys())
         if saved.get(field, "<absent>") != new.get(field, "<absent>")
-        and not _is_listed(field, BOOKKEEPING_FIELDS)
+        and not _is_listed(field, BOOKKEEPING_FIELDS + INITIAL_WEIGHT_FIELDS)
     ]
     refused = [field for field in differ if not _is_listed(field, allowed)]
     if refused:
