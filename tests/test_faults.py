@@ -242,7 +242,9 @@ def test_bad_value_is_refused_by_name_before_anything_is_written(tmp_path, overr
     assert not (tmp_path / "w").exists()
 
 
-@pytest.mark.parametrize("name", ["default", "imagenet_resizer", "cub_saliency", "seg_enet"])
+@pytest.mark.parametrize(
+    "name", ["default", "imagenet_resizer", "cub_saliency", "seg_enet", "vit_resizer"]
+)
 def test_shipped_configs_pass_the_checks(name):
     import importlib.util
 

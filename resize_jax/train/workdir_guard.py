@@ -23,7 +23,8 @@ CONFIG_FILE = "config.json"
 LOCK_FILE = "lock"
 
 # Fields that may change between a run and its resumption without an override: they decide
-# how often to log, evaluate and save, and how many devices share the work, never the result.
+# how often to log, evaluate and save, and how many devices share the work and how the train
+# state is laid out on them (checkpoints hold global arrays), never the result.
 BOOKKEEPING_FIELDS = (
     "log_every_steps",
     "eval_every_steps",
@@ -32,6 +33,8 @@ BOOKKEEPING_FIELDS = (
     "preemption_check_every_steps",
     "eval_batch_size",
     "num_devices",
+    "sharding",
+    "fsdp_min_size_mb",
     "distributed",
     "resume_changes",
     "data.data_dir",
