@@ -101,6 +101,8 @@ def training_defaults() -> ml_collections.ConfigDict:
       resume_changes: the fields allowed to differ from the config saved in the workdir
         when a run resumes ("num_train_steps,optimizer.learning_rate"); any other
         difference is refused (docs/reliability.md).
+      eval_images: how many eval images TensorBoard shows at each evaluation, with what the
+        front-end makes of them (0 = none).
       dtype: "float32" or "bfloat16" computation (parameters and optimizer state stay f32).
       num_devices: -1 for every device, or the first N (single-process experiments).
       sharding: "replicated" (every device holds the whole train state) or "fsdp" (arrays of
@@ -126,6 +128,7 @@ def training_defaults() -> ml_collections.ConfigDict:
     config.eval_every_steps = 0
     config.checkpoint_every_steps = 500
     config.keep_checkpoints = 3
+    config.eval_images = 4
     config.preemption_check_every_steps = 10
     config.init_from = ""
     config.init_parts = ""
