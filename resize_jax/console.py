@@ -84,11 +84,14 @@ def quiet_logging(verbosity: int | None = None) -> None:
         logging.set_verbosity(logging.DEBUG)
         return
     logging.set_verbosity(logging.INFO)
-    # On absl's handler, not its logger: libraries that log through Python's own loggers
-    # (JAX's backend notes) reach the same handler through the root logger.
-    handler = logging.get_absl_handler()
-    if _keep not in handler.filters:
-        handler.addFilter(_keep)
+    # Libraries log through absl's logger (orbax, clu) or Python's own loggers (JAX's backend
+    # notes), and reach absl's handler or, outside an absl app, whatever handlers the root
+    # logger has: the filter goes on all of them.
+    targets = [logging.get_absl_logger(), logging.get_absl_handler()]
+    targets += std_logging.getLogger().handlers
+    for target in targets:
+        if _keep not in target.filters:
+            target.addFilter(_keep)
 
 
 def add_verbosity_argument(parser) -> None:
