@@ -212,11 +212,13 @@ def apply_runlocal(
     warmup_steps=1,
     log_every_steps=2,
     saliency_input_shape=None,
+    backbone=None,
 ):
     """Shrinks a paper-scale config in place to a few CPU steps on a generated set (the
     `runlocal` argument of the configs): `dataset`'s train/test splits at `image_size`, no
     augmentation, the front-end's output at `output_shape` (and a saliency sampler's network
-    input at `saliency_input_shape` when given), no evaluation or checkpoint until the end."""
+    input at `saliency_input_shape` when given), no evaluation or checkpoint until the end;
+    with `backbone` (e.g. "small_cnn") that backbone instead of the config's."""
     config.data.name = dataset
     config.data.train_split, config.data.eval_split = "train", "test"
     config.data.image_size = tuple(image_size)
@@ -225,6 +227,10 @@ def apply_runlocal(
         config.frontend.output_shape = tuple(output_shape)
     if config.frontend.name == "saliency" and saliency_input_shape is not None:
         config.frontend.saliency_input_shape = tuple(saliency_input_shape)
+    if backbone is not None:
+        config.model = model_section(backbone)
+    if warmup_steps >= steps:
+        raise ValueError(f"`warmup_steps`={warmup_steps} must be shorter than `steps`={steps}.")
     config.batch_size = batch_size
     config.eval_batch_size = eval_batch_size
     config.num_train_steps = steps

@@ -2,8 +2,9 @@
 
 By default a command prints its own lines (progress, results), every warning and every
 error; the libraries' INFO chatter (orbax's checkpoint lines, clu's metric and parameter
-lines, TFDS) and TensorFlow's C++ start-up banners are hidden. `--verbosity=1` (absl's flag)
-shows everything. Library code never calls this: only `main()` functions do.
+lines, TFDS and its progress bars) and TensorFlow's C++ start-up banners are hidden.
+`--verbosity=1` (absl's flag) shows everything. Library code never calls this: only
+`main()` functions do.
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ def quiet_logging(verbosity: int | None = None) -> None:
         logging.set_verbosity(logging.DEBUG)
         return
     logging.set_verbosity(logging.INFO)
+    import tensorflow_datasets as tfds
+
+    tfds.disable_progress_bar()  # Building a generated dataset: one bar per split otherwise.
     # Libraries log through absl's logger (orbax, clu) or Python's own loggers (JAX's backend
     # notes), and reach absl's handler or, outside an absl app, whatever handlers the root
     # logger has: the filter goes on all of them.
