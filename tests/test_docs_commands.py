@@ -111,11 +111,12 @@ def _map_paths(args: list[str], run: pathlib.Path, tmp: pathlib.Path) -> list[st
 
 
 def _check_train(args, run, tmp):
-    values = flags.FlagValues()
-    config_flag = config_file.define_config_flag("config", "config", flag_values=values)
-    flags.DEFINE_string("workdir", None, "workdir", flag_values=values)
     args = _map_paths(args, run, tmp)
-    values(["train.py", *args])  # Loads the config, applies the overrides; raises if any fails.
+    argv = ["train.py", *args]
+    values = flags.FlagValues()
+    config_flag = config_file.define_config_flag("config", "c", flag_values=values, sys_argv=argv)
+    flags.DEFINE_string("workdir", None, "workdir", flag_values=values)
+    values(argv)  # Loads the config, applies the overrides; raises if any fails.
     config = config_flag.value
     for arg in args:
         if arg.startswith("--config.") and "=" in arg:

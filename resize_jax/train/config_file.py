@@ -56,10 +56,14 @@ class _ConfigOrJsonParser(_config_flags_impl.ConfigFileFlagParser):
         return super().parse(path)
 
 
-def define_config_flag(name: str, help_string: str, flag_values=flags.FLAGS):
-    """`config_flags.DEFINE_config_file(name, lock_config=True)` that also reads `.json` files."""
+def define_config_flag(name: str, help_string: str, flag_values=flags.FLAGS, sys_argv=None):
+    """`config_flags.DEFINE_config_file(name, lock_config=True)` that also reads `.json` files.
+
+    `sys_argv`: the command line whose `--<name>.*` overrides become flags (default
+    `sys.argv`, as in ml_collections).
+    """
     holder = config_flags.DEFINE_config_file(
-        name, None, help_string, flag_values=flag_values, lock_config=True
+        name, None, help_string, flag_values=flag_values, lock_config=True, sys_argv=sys_argv
     )
     flag_values[name].parser = _ConfigOrJsonParser(name=name, lock_config=True)
     return holder
