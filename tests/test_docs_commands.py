@@ -19,9 +19,11 @@ import io
 import os
 import pathlib
 import re
+import runpy
 import shlex
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -128,15 +130,20 @@ def _check_train(args, run, tmp):
 
 
 def _run_main(module_name, args):
-    import importlib
-
-    module = importlib.import_module(module_name)
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        try:
-            module.main(args)
-        except SystemExit as exit_:
-            assert exit_.code in (0, None), f"{module_name} {args} exited with {exit_.code}"
+    """`python -m module_name *args`, in this process: its printed output."""
+    stdout, saved_argv = io.StringIO(), sys.argv
+    sys.argv = [module_name, *args]
+    try:
+        with contextlib.redirect_stdout(stdout), warnings.catch_warnings():
+            # runpy's note on re-running an imported module, and the old paths' deprecation.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                runpy.run_module(module_name, run_name="__main__")
+            except SystemExit as exit_:
+                assert exit_.code in (0, None), f"{module_name} {args} exited with {exit_.code}"
+    finally:
+        sys.argv = saved_argv
     return stdout.getvalue()
 
 
