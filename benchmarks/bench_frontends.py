@@ -57,20 +57,30 @@ REFERENCE_SCRIPT = Path(__file__).with_name("reference_torch.py")
 
 def _parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cases", default="learned,saliency_grid,saliency,fixed")
+    p.add_argument(
+        "--cases",
+        default="learned,saliency_grid,saliency,fixed",
+        help="comma-separated cases to time",
+    )
     p.add_argument(
         "--reference",
         default="auto",
         help="path of the PyTorch reference script; 'auto': benchmarks/reference_torch.py "
         "when torch is importable by --reference-python; 'none': no reference",
     )
-    p.add_argument("--reference-settings", default=",".join(DEFAULT_SETTINGS))
-    p.add_argument("--reference-python", default=sys.executable)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument(
+        "--reference-settings",
+        default=",".join(DEFAULT_SETTINGS),
+        help="comma-separated PyTorch settings of the reference (see reference_torch.py)",
+    )
+    p.add_argument(
+        "--reference-python", default=sys.executable, help="Python that runs the reference"
+    )
+    p.add_argument("--rounds", type=int, default=3, help="rounds, ours then the reference")
+    p.add_argument("--reps", type=int, default=5, help="timed calls per round (median)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
+    p.add_argument("--threads", type=int, default=None, help="pin both sides to N CPUs")
+    p.add_argument("--out", default="benchmarks/results", help="directory for the results")
     return p.parse_args(argv)
 
 

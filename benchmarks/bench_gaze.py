@@ -168,7 +168,7 @@ def table(results: dict, runs, seeds) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/bench_gaze")
+    parser.add_argument("--out", default="runs/bench_gaze", help="directory for the results")
     parser.add_argument("--runs", default=",".join(RUNS))
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--steps", type=int, default=600)

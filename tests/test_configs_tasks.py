@@ -67,6 +67,7 @@ def test_ava_iqa_runlocal_trains_and_evaluates(tmp_path, data_dir):
     train = _train_records(str(tmp_path))
     assert [r["step"] for r in train] == [10, 20]
     assert all(math.isfinite(r["train/loss"]) for r in train)
+    assert train[-1]["train/loss"] < train[0]["train/loss"]
     assert "train/binary_accuracy" in train[-1]
     evals = [r for r in read_metrics(str(tmp_path)) if "eval/srcc" in r]
     assert evals and evals[-1]["step"] == 20
