@@ -186,17 +186,22 @@ def test_path_patterns():
         select("!frontend")
 
 
-def test_saliency_trunk_from_a_config_with_pretrained_weights(resnet18_file, tmp_path, monkeypatch):
-    train_fakes.install(monkeypatch)
+def test_saliency_trunk_from_a_config_with_pretrained_weights(resnet18_file):
+    # As the loop does when the workdir has no checkpoint (the loop's call is exercised by
+    # the tests above), on a state made directly: no training step to compile.
     config = train_fakes.tiny_config("saliency", num_train_steps=0)
     config.frontend.saliency_input_shape = (32, 32)
     config.frontend.saliency_net = "resnet18_layer3"
     config.frontend.saliency_net_weights = resnet18_file
-    result = train_and_evaluate(config, str(tmp_path / "run"))
-    _, expected = pretrained.load("resnet18", resnet18_file, source="torchvision", trunk="layer3")
-    params = result.state.params["frontend"]
-    _assert_equal(params["saliency_net"]["resnet"], expected["params"])
-    _assert_equal(
-        result.state.batch_stats["frontend"]["saliency_net"]["resnet"], expected["batch_stats"]
+    model = build.build_model(config, train_fakes.get_info(config.data))
+    variables = jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))()
+    state = TrainState(
+        step=0, params=variables["params"], batch_stats=variables["batch_stats"], opt_state=()
     )
+    new = init_from.initialize(config, state, model)
+    _, expected = pretrained.load("resnet18", resnet18_file, source="torchvision", trunk="layer3")
+    params = new.params["frontend"]
+    _assert_equal(params["saliency_net"]["resnet"], expected["params"])
+    _assert_equal(new.batch_stats["frontend"]["saliency_net"]["resnet"], expected["batch_stats"])
+    _assert_equal(params["saliency_head"], variables["params"]["frontend"]["saliency_head"])
     assert params["saliency_head"]["kernel"].shape == (1, 1, 256, 1)
