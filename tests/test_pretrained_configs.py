@@ -69,7 +69,7 @@ def test_bad_weights_fields_are_named():
     config.model.weights_source = "pytorch"
     with pytest.raises(ValueError, match=r"`config.model.weights_source` must be one of"):
         build.validate_config(config, _info(config), 1)
-    config = load_config("imagenet_resizer", "backbone=inception_v2,weights=x.pth,runlocal")
+    config = load_config("imagenet_resizer", "backbone=inception_v2,weights=x.pth")
     with pytest.raises(ValueError, match=r"No torchvision weights mapping for model"):
         build.validate_config(config, _info(config), 1)
     config = load_config("cub_saliency", "runlocal")
