@@ -152,7 +152,8 @@ def test_diverging_run_stops_with_every_save_complete_and_finite(tmp_path):
 
 
 def test_sigterm_during_final_eval_keeps_the_final_checkpoint(finished, tmp_path):
-    config = _config(**{"data.fake_sigterm_at_eval_batch": 1})
+    # No eval pictures: their batch is read before training and would take the signal.
+    config = _config(eval_images=0, **{"data.fake_sigterm_at_eval_batch": 1})
     stopped = train_and_evaluate(config, str(tmp_path))
     assert stopped.preempted and int(stopped.state.step) == 4
     with checkpoint.CheckpointStore(str(tmp_path)) as store:
@@ -160,7 +161,7 @@ def test_sigterm_during_final_eval_keeps_the_final_checkpoint(finished, tmp_path
         restored = store.restore_latest(finished[1].state)
     _assert_trees_equal(restored.params, finished[1].state.params)
     # The rerun trains nothing and only evaluates.
-    config = _config(resume_changes="data.fake_sigterm_at_eval_batch")
+    config = _config(eval_images=0, resume_changes="data.fake_sigterm_at_eval_batch")
     rerun = train_and_evaluate(config, str(tmp_path))
     assert not rerun.preempted
     assert rerun.eval_metrics == finished[1].eval_metrics

@@ -23,8 +23,9 @@ CONFIG_FILE = "config.json"
 LOCK_FILE = "lock"
 
 # Fields that may change between a run and its resumption without an override: they decide
-# how often to log, evaluate and save, and how many devices share the work and how the train
-# state is laid out on them (checkpoints hold global arrays), never the result.
+# how often to log, evaluate and save, what TensorBoard shows, how many devices share the
+# work and how the train state is laid out on them (checkpoints hold global arrays), never
+# the result.
 BOOKKEEPING_FIELDS = (
     "log_every_steps",
     "eval_every_steps",
@@ -32,6 +33,7 @@ BOOKKEEPING_FIELDS = (
     "keep_checkpoints",
     "preemption_check_every_steps",
     "eval_batch_size",
+    "eval_images",
     "num_devices",
     "sharding",
     "fsdp_min_size_mb",
