@@ -14,8 +14,9 @@ learning rate (the demo's machinery: `resize_jax.tools.demo`; each run is an ord
 workdir under `--out`, reused when finished). The table goes to `<out>/results.md` and,
 with `--save`, to benchmarks/results/real_images.md.
 
-Cost on a 2-core CPU, per seed: ~1.5 min per fixed resize or saliency run, ~10 min for the
-learned resizer, ~20 min for the full-resolution run (the learned resizer and the
+Cost on an idle 2-core CPU, per seed, estimated from the demo's per-image training costs:
+~1.5 min per fixed resize or saliency run, ~10 min for the learned resizer, ~20 min for the
+full-resolution run (the learned resizer and the
 full-resolution network work on all 128×128 pixels).
 """
 
