@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export XLA_FLAGS ?= --xla_force_host_platform_device_count=8
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test lint clean demo
+.PHONY: install test lint clean demo docs
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +20,17 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The README's first command: six front-ends side by side on small_details (~14 min on 2 cores).
+# Six front-ends side by side on small_details (~11 min on 2 cores; docs/demo.md).
 demo: $(BIN)/.installed
 	$(BIN)/python -m resize_jax.tools.demo
+
+# The documentation site with its API reference; warnings are errors (tests/test_docs.py builds
+# it too, so `make test` checks it).
+docs: $(BIN)/.installed
+	$(BIN)/mkdocs build --strict
 
 test: lint
 	$(BIN)/python -m pytest -n 2 -q --timeout=900
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info site

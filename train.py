@@ -1,21 +1,31 @@
 """Trains a front-end + backbone from an ml_collections config.
 
   python train.py --config configs/default.py:frontend=learned,runlocal --workdir runs/learned
+  python train.py --config runs/learned/config.json --workdir runs/learned \\
+      --config.num_train_steps=3000           # extend a finished run (or rerun it elsewhere)
 
-Every config field can be overridden, e.g. `--config.frontend.num_res_blocks=2`; a field the
-config does not have is refused by name. This file only parses flags; the run itself is
-`resize_jax.train.train_and_evaluate`, so tests and notebooks call it directly.
+`--config` takes a config file (`configs/*.py[:args]`) or a run's `config.json`. Every field
+can be overridden, e.g. `--config.frontend.num_res_blocks=2`; a field the config does not
+have is refused by name. The terminal shows one progress line per log interval, warnings and
+the final metrics; `--verbosity=1` shows every library's log lines too. This file only parses
+flags; the run itself is `resize_jax.train.train_and_evaluate`, so tests and notebooks call
+it directly.
 """
 
 import re
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from resize_jax import console
 
-from resize_jax.train import train_and_evaluate
+console.import_tensorflow_quietly()
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+from absl import app, flags  # noqa: E402
+
+from resize_jax.train import config_file, train_and_evaluate  # noqa: E402
+
+_CONFIG = config_file.define_config_flag(
+    "config", "Config file (configs/*.py[:args]) or config.json."
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -43,7 +53,7 @@ def _parse_flags(argv):
 
 def main(argv):
     del argv  # Unused.
-    logging.set_verbosity(logging.INFO)
+    console.quiet_logging()
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

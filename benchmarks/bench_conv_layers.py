@@ -18,7 +18,7 @@ import time
 
 PARSER = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 PARSER.add_argument("--threads", type=int, default=None, help="pin to this many CPUs")
-PARSER.add_argument("--reps", type=int, default=7)
+PARSER.add_argument("--reps", type=int, default=7, help="timed calls per layer and pass")
 ARGS = PARSER.parse_args()
 if ARGS.threads:
     # Before JAX starts: XLA sizes its CPU thread pool from the affinity mask.

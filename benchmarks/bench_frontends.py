@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Front-end throughput: img/s for inference and a train step, GFLOP/s, matmul rate, memory.
 
-    python benchmarks/bench_frontends.py \
-        [--reference ../shared/bench/reference_torch.py] [--rounds 3] [--reps 5]
+    python benchmarks/bench_frontends.py [--cases learned,saliency_grid,saliency,fixed] \
+        [--rounds 3] [--reps 5] [--threads 2] \
+        [--reference-settings channels_last,contiguous,channels_last+compile]
 
 Cases (the papers' shapes):
   learned        LearnedResizer 448→224, batch 8: inference, and a train step (forward,
@@ -15,17 +16,22 @@ Cases (the papers' shapes):
   fixed          FixedResizer bilinear 448→224, batch 8: forward, and forward+backward to
                  the images (it has no parameters).
 
-Each case is compiled once; then, per round, ours is timed (`--reps` calls after `--warmup`
-calls, median) and, with `--reference`, the PyTorch reference right after it in a
-subprocess with the same batch, sizes and thread count. Figures are medians over rounds, so
-both sides see the same machine load (run it on a quiet machine anyway). The f32 matmul rate
-(2048² products) is measured in every round too.
+The PyTorch reference is `benchmarks/reference_torch.py` (the same cases written in PyTorch);
+it runs when torch is importable (`pip install -e '.[bench]'`), `--reference none` turns it
+off. Each case is compiled once; then, per round, ours is timed (`--reps` calls after
+`--warmup` calls, median) and right after it the reference in one subprocess per setting
+(`--reference-settings`: memory format channels_last or contiguous, `+compile` for
+`torch.compile`), with the same batch, sizes, thread count and CPUs. Figures are medians over
+rounds, so both sides see the same machine load. Each measure is compared with the fastest
+reference setting (highest median img/s), and the table names it. The f32 matmul rate (2048²
+products) is measured in every round too.
 
 FLOPs: XLA's cost analysis of the timed computation (a multiply-add counts 2, convolution
 padding is not counted), i.e. what actually runs. GFLOP/s = that count / the median time.
-Memory: XLA's buffer assignment of the timed computation (arguments + outputs + temporaries,
-minus donated/aliased buffers), available on every backend. `--threads N` pins this process
-(and the reference) to N CPUs; by default all CPUs this process may use.
+Memory: ours is XLA's buffer assignment of the timed computation (arguments + outputs +
+temporaries, minus donated/aliased buffers), available on every backend; the reference's is
+its process's maximum-RSS growth (reference_torch.py's docstring). `--threads N` pins this
+process (and the reference) to N CPUs; by default all CPUs this process may use.
 
 Writes `<out>/bench_frontends.json` and `<out>/bench_frontends.md` and prints the table.
 Runs unchanged on GPU/TPU (the reference then still runs on the CPU).
@@ -44,17 +50,37 @@ import sys
 import time
 from pathlib import Path
 
+# The reference's settings: memory format, optionally `+compile` (torch.compile, inductor).
+DEFAULT_SETTINGS = ("channels_last", "contiguous", "channels_last+compile")
+REFERENCE_SCRIPT = Path(__file__).with_name("reference_torch.py")
+
 
 def _parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cases", default="learned,saliency_grid,saliency,fixed")
-    p.add_argument("--reference", default=None, help="path of reference_torch.py (optional)")
-    p.add_argument("--reference-python", default=sys.executable)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument(
+        "--cases",
+        default="learned,saliency_grid,saliency,fixed",
+        help="comma-separated cases to time",
+    )
+    p.add_argument(
+        "--reference",
+        default="auto",
+        help="path of the PyTorch reference script; 'auto': benchmarks/reference_torch.py "
+        "when torch is importable by --reference-python; 'none': no reference",
+    )
+    p.add_argument(
+        "--reference-settings",
+        default=",".join(DEFAULT_SETTINGS),
+        help="comma-separated PyTorch settings of the reference (see reference_torch.py)",
+    )
+    p.add_argument(
+        "--reference-python", default=sys.executable, help="Python that runs the reference"
+    )
+    p.add_argument("--rounds", type=int, default=3, help="rounds, ours then the reference")
+    p.add_argument("--reps", type=int, default=5, help="timed calls per round (median)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
+    p.add_argument("--threads", type=int, default=None, help="pin both sides to N CPUs")
+    p.add_argument("--out", default="benchmarks/results", help="directory for the results")
     return p.parse_args(argv)
 
 
@@ -73,24 +99,12 @@ from resize_jax.frontends.saliency import SaliencySampler  # noqa: E402
 from resize_jax.models.accounting import cost_analysis_flops, peak_bytes  # noqa: E402
 from resize_jax.ops import native  # noqa: E402
 
-# The reference's sub-commands and arguments per case (same batch, sizes, grid).
+# The reference's arguments per case (same batch, sizes, grid as ours).
 REFERENCE_ARGS = {
-    "learned": ["resizer", "--batch", "8", "--size", "448", "--out", "224"],
-    "saliency_grid": [
-        "saliency",
-        "--batch",
-        "16",
-        "--size",
-        "800",
-        "--out",
-        "224",
-        "--grid",
-        "31",
-        "--pad",
-        "30",
-        "--fwhm",
-        "13",
-    ],
+    "learned": ["learned", "--batch", "8", "--size", "448", "--out", "224"],
+    "saliency_grid": ["saliency_grid", "--batch", "16", "--size", "800", "--out", "224"],
+    "saliency": ["saliency", "--batch", "16", "--size", "800", "--out", "224"],
+    "fixed": ["fixed", "--batch", "8", "--size", "448", "--out", "224"],
 }
 
 
@@ -222,14 +236,70 @@ def matmul_gflops(reps=5, n=2048):
     return 2 * n**3 / seconds / 1e9
 
 
-def run_reference(args, case, threads):
-    cmd = [args.reference_python, args.reference, *REFERENCE_ARGS[case]]
-    cmd += ["--threads", str(threads), "--reps", str(args.reps)]
+def resolve_reference(reference: str, python: str) -> str | None:
+    """The reference script's path, or None ('none', or 'auto' without torch)."""
+    if reference == "none":
+        return None
+    if reference != "auto":
+        return reference
+    found = subprocess.run(
+        [python, "-c", "import importlib.util as u; print(u.find_spec('torch') is not None)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return str(REFERENCE_SCRIPT) if found.stdout.strip() == "True" else None
+
+
+def parse_settings(text: str) -> list[str]:
+    settings = [s.strip() for s in text.split(",") if s.strip()]
+    for setting in settings:
+        fmt, _, extra = setting.partition("+")
+        if fmt not in ("channels_last", "contiguous") or extra not in ("", "compile"):
+            raise SystemExit(
+                f"--reference-settings: got {setting!r}, expected channels_last or "
+                "contiguous, optionally followed by +compile"
+            )
+    if not settings:
+        raise SystemExit("--reference-settings: expected at least one setting")
+    return settings
+
+
+def reference_command(python, script, case_args, setting, threads, reps, warmup):
+    fmt, _, extra = setting.partition("+")
+    cmd = [python, script, *case_args, "--memory-format", fmt]
+    cmd += ["--threads", str(threads), "--reps", str(reps), "--warmup", str(warmup)]
+    return cmd + (["--compile"] if extra == "compile" else [])
+
+
+def run_reference(cmd):
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
         return {"error": tail[0] if tail else f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def fastest_reference(per_setting: dict[str, list[dict]], kind: str) -> dict | None:
+    """The setting with the highest median `{kind}_img_per_s` over rounds, with its medians."""
+    best = None
+    for setting, results in per_setting.items():
+        ok = [r for r in results if "error" not in r]
+        if not ok:
+            continue
+        rate = _median([r[f"{kind}_img_per_s"] for r in ok])
+        if rate == rate and (best is None or rate > best["img_per_s"]):
+            peak = _median([r[f"{kind}_peak_mib"] for r in ok])
+            best = {"setting": setting, "img_per_s": rate, "peak_mib": peak}
+    return best
+
+
+def _paired_ratios(batch, our_seconds, reference_results, kind):
+    """Ours over the reference, round by round (the spread of the ratio)."""
+    return [
+        batch / ours / ref[f"{kind}_img_per_s"] if "error" not in ref else float("nan")
+        for ours, ref in zip(our_seconds, reference_results, strict=False)
+    ]
 
 
 def _median(values):
@@ -239,6 +309,10 @@ def _median(values):
 
 def main(args):
     threads = len(os.sched_getaffinity(0))
+    reference = resolve_reference(args.reference, args.reference_python)
+    settings = parse_settings(args.reference_settings)
+    if reference is None:
+        print("no PyTorch reference (torch not importable or --reference none)", file=sys.stderr)
     names = [n.strip() for n in args.cases.split(",") if n.strip()]
     unknown = sorted(set(names) - set(CASES))
     if unknown:
@@ -250,7 +324,10 @@ def main(args):
         train, train_flops, train_mem = _compiled(case.train, case.state)
         built[name] = (case, infer, infer_flops, infer_mem, train, train_flops, train_mem)
 
-    rounds = {name: {"infer_s": [], "train_s": [], "reference": []} for name in names}
+    rounds = {
+        name: {"infer_s": [], "train_s": [], "reference": {s: [] for s in settings}}
+        for name in names
+    }
     matmul = []
     for r in range(args.rounds):
         matmul.append(matmul_gflops(args.reps))
@@ -262,8 +339,18 @@ def main(args):
             )
             rounds[name]["infer_s"].append(infer_s)
             rounds[name]["train_s"].append(train_s)
-            if args.reference and name in REFERENCE_ARGS:
-                rounds[name]["reference"].append(run_reference(args, name, threads))
+            if reference and name in REFERENCE_ARGS:
+                for setting in settings:
+                    cmd = reference_command(
+                        args.reference_python,
+                        reference,
+                        REFERENCE_ARGS[name],
+                        setting,
+                        threads,
+                        args.reps,
+                        args.warmup,
+                    )
+                    rounds[name]["reference"][setting].append(run_reference(cmd))
             print(
                 f"round {r + 1}/{args.rounds} {name}: {case.batch / infer_s:.1f} / "
                 f"{case.batch / train_s:.1f} img/s",
@@ -296,14 +383,19 @@ def main(args):
             "rounds_infer_s": rounds[name]["infer_s"],
             "rounds_train_s": rounds[name]["train_s"],
         }
-        refs = [r for r in rounds[name]["reference"] if "error" not in r]
-        if rounds[name]["reference"]:
-            row["reference_rounds"] = rounds[name]["reference"]
-        if refs:
-            row["reference_infer_img_per_s"] = _median([r["infer_img_per_s"] for r in refs])
-            row["reference_train_img_per_s"] = _median([r["train_img_per_s"] for r in refs])
-            row["infer_ratio"] = row["infer_img_per_s"] / row["reference_infer_img_per_s"]
-            row["train_ratio"] = row["train_img_per_s"] / row["reference_train_img_per_s"]
+        per_setting = rounds[name]["reference"]
+        if any(per_setting.values()):
+            row["reference_rounds"] = per_setting
+        for kind in ("infer", "train"):
+            best = fastest_reference(per_setting, kind)
+            if best is not None:
+                row[f"reference_{kind}_setting"] = best["setting"]
+                row[f"reference_{kind}_img_per_s"] = best["img_per_s"]
+                row[f"reference_{kind}_peak_mib"] = best["peak_mib"]
+                row[f"{kind}_ratio"] = row[f"{kind}_img_per_s"] / best["img_per_s"]
+                row[f"rounds_{kind}_ratio"] = _paired_ratios(
+                    case.batch, rounds[name][f"{kind}_s"], per_setting[best["setting"]], kind
+                )
         results.append(row)
 
     device = jax.devices()[0]
@@ -319,6 +411,8 @@ def main(args):
         "reps": args.reps,
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "reference": reference,
+        "reference_settings": settings,
     }
     table = format_table(results, meta)
     out = Path(args.out)
@@ -340,20 +434,26 @@ def format_table(results, meta):
         f"f32 matmul rate {meta['matmul_gflop_per_s']:.1f} GFLOP/s; medians of "
         f"{meta['rounds']} rounds × {meta['reps']} reps.",
         "",
-        "| case | batch, in→out | measure | img/s | reference img/s | ratio | GFLOP/img | "
-        "GFLOP/s | % matmul | peak MiB |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | batch, in→out | measure | img/s | reference img/s (fastest setting) | ratio "
+        "(rounds) | GFLOP/img | GFLOP/s | % matmul | peak MiB | reference peak MiB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results:
         shape = f"{row['batch']}, {row['in'][0]}→{row['out'][0]}"
         for kind in ("infer", "train"):
+            reference = _fmt(row.get(f"reference_{kind}_img_per_s"), ".1f")
+            if f"reference_{kind}_setting" in row:
+                reference += f" ({row[f'reference_{kind}_setting']})"
+            ratio = _fmt(row.get(f"{kind}_ratio"), ".2f")
+            spread = [r for r in row.get(f"rounds_{kind}_ratio", []) if r == r]
+            if len(spread) > 1:
+                ratio += f" ({min(spread):.2f}–{max(spread):.2f})"
             lines.append(
                 f"| {row['case']} | {shape} | {row[kind + '_label']} | "
-                f"{row[kind + '_img_per_s']:.1f} | "
-                f"{_fmt(row.get(f'reference_{kind}_img_per_s'), '.1f')} | "
-                f"{_fmt(row.get(f'{kind}_ratio'), '.2f')} | "
+                f"{row[kind + '_img_per_s']:.1f} | {reference} | {ratio} | "
                 f"{row[kind + '_gflop_per_img']:.3g} | {row[kind + '_gflop_per_s']:.1f} | "
-                f"{row[kind + '_pct_matmul']:.0f}% | {row[kind + '_peak_mib']:.0f} |"
+                f"{row[kind + '_pct_matmul']:.0f}% | {row[kind + '_peak_mib']:.0f} | "
+                f"{_fmt(row.get(f'reference_{kind}_peak_mib'), '.0f')} |"
             )
     return "\n".join(lines)
 

@@ -4,14 +4,16 @@ resizer and the saliency sampler, and the full-resolution bound (the CNN on 128�
 
     python benchmarks/bench_gaze.py                          # the table in docs/gaze.md
     python benchmarks/bench_gaze.py --runs bilinear_aa,saliency --seeds 0 --steps 100
+    python benchmarks/bench_gaze.py --report_only     # table and figure of the runs so far
 
 Each run is `configs/gaze.py:<frontend>,runlocal` (4000 train / 1000 test images, 128×128,
 batch 32, AdamW, smooth-L1 loss on normalised targets) trained with `train_and_evaluate`
-into `<out>/<run>_seed<k>`. Writes `<out>/bench_gaze.json` and `bench_gaze.md` (mean,
+into `<out>/<run>_seed<k>`; finished runs are reused, so an interrupted benchmark resumes
+where it stopped. Writes `<out>/bench_gaze.json` and `bench_gaze.md` (mean,
 median and 90th-percentile Euclidean error on the 1000 test images, in cm, per run and
-seed, and their means over seeds), and `<out>/gaze_saliency.png`: where the first seed's
-saliency sampler samples on test images, with the eyes' centres carried into the sampled
-image by `ops.warp_points`.
+seed, and their means over seeds, plus how much each saliency sampler magnifies the eyes),
+and `<out>/gaze_saliency.png`: where the first seed's saliency sampler samples on test
+images, with the eyes' centres carried into the sampled image by `ops.warp_points`.
 """
 
 from __future__ import annotations
@@ -66,6 +68,37 @@ def _finished(workdir: str, steps: int) -> dict | None:
         if record.get("step") == steps and "eval/mean_error" in record:
             return {k[5:]: v for k, v in record.items() if k.startswith("eval/")}
     return None
+
+
+def eye_magnification(workdir: str, config, count: int = 200) -> tuple[float, float]:
+    """How much a trained saliency sampler magnifies the eyes of the first `count` test
+    images: the distance between the two eye centres in the sampled image (`ops.warp_points`)
+    over that distance after a uniform resize to the same size. Returns (median, fraction of
+    images above 1)."""
+    import jax.numpy as jnp
+    import tensorflow_datasets as tfds
+
+    from resize_jax import ops
+    from resize_jax.train import workdir as workdir_reader
+
+    run = workdir_reader.load_run(workdir)
+    builder = tfds.builder(config.data.name, data_dir=config.data.data_dir)
+    examples = list(builder.as_dataset(split=f"test[:{count}]").as_numpy_iterator())
+    ratios = []
+    for start in range(0, count, 50):
+        chunk = examples[start : start + 50]
+        images = jnp.asarray(np.stack([e["image"] for e in chunk]), jnp.float32) / 255.0
+        eyes = jnp.asarray(np.stack([e["eyes"] for e in chunk]))
+        _, aux = run.model.apply(run.variables, images, train=False)
+        grid = aux["frontend"]["grid"]
+        warped = np.asarray(ops.warp_points(eyes, grid))
+        # In grid units both images span [-1, 1]: a uniform resize keeps the distance.
+        ratios.extend(
+            np.linalg.norm(warped[:, 1] - warped[:, 0], axis=-1)
+            / np.linalg.norm(np.asarray(eyes[:, 1] - eyes[:, 0]), axis=-1)
+        )
+    ratios = np.asarray(ratios)
+    return float(np.median(ratios)), float(np.mean(ratios > 1))
 
 
 def gaze_figure(workdir: str, config, path: str, count: int = 6) -> None:
@@ -135,12 +168,17 @@ def table(results: dict, runs, seeds) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/bench_gaze")
+    parser.add_argument("--out", default="runs/bench_gaze", help="directory for the results")
     parser.add_argument("--runs", default=",".join(RUNS))
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--dataset", default="synthetic_gaze")
     parser.add_argument("--data_dir", default=None, help="default: <out>/tfds")
+    parser.add_argument(
+        "--report_only",
+        action="store_true",
+        help="train nothing: the table and figure from the finished runs in <out>",
+    )
     args = parser.parse_args(argv)
     runs = [r for r in args.runs.split(",") if r]
     unknown = sorted(set(runs) - set(RUNS))
@@ -168,6 +206,10 @@ def main(argv=None) -> None:
             if _finished(workdir, args.steps) is not None and key in results:
                 print(f"{key}: reusing {workdir}", flush=True)
                 continue
+            if args.report_only:
+                results.pop(key, None)
+                print(f"{key}: not trained, left out (--report_only)", flush=True)
+                continue
             config = make_config(run, seed, args)
             tick = time.perf_counter()
             metrics = train_and_evaluate(config, workdir).eval_metrics
@@ -193,7 +235,23 @@ def main(argv=None) -> None:
         f.write(text)
     print(text, flush=True)
     if "saliency" in runs:
+        for seed in seeds:
+            key = f"saliency_seed{seed}"
+            if key in results and _finished(os.path.join(args.out, key), args.steps):
+                median, share = eye_magnification(
+                    os.path.join(args.out, key), make_config("saliency", seed, args)
+                )
+                line = (
+                    f"Saliency sampler, seed {seed}: eye distance in the sampled image / after "
+                    f"a uniform resize: median {median:.2f}× over 200 test images, "
+                    f"{share:.0%} of them above 1×."
+                )
+                print(line, flush=True)
+                with open(os.path.join(args.out, "bench_gaze.md"), "a") as f:
+                    f.write(f"\n{line}\n")
         key = f"saliency_seed{seeds[0]}"
+        if key not in results:
+            return
         gaze_figure(
             os.path.join(args.out, key),
             make_config("saliency", seeds[0], args),

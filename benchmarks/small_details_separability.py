@@ -46,7 +46,7 @@ class Net(nn.Module):
 
 
 def _examples(split: str, count: int):
-    exs = [sd.make_example((sd._SEED, sd._SPLIT_SEEDS[split], i)) for i in range(count)]
+    exs = [sd.split_example(split, i) for i in range(count)]
     images = np.stack([e["image"] for e in exs]).astype(np.float32) / 255.0
     return images, np.array([e["label"] for e in exs], np.int32)
 
@@ -97,10 +97,14 @@ def run(mode: str, train, test, epochs: int, batch: int = 32, lr: float = 3e-3) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modes", default="full,bilinear,antialias,learned")
-    parser.add_argument("--num_train", type=int, default=2000)
-    parser.add_argument("--num_test", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument(
+        "--modes",
+        default="full,bilinear,antialias,learned",
+        help="comma-separated ways to reach 32×32: full, bilinear, antialias, learned",
+    )
+    parser.add_argument("--num_train", type=int, default=2000, help="training examples")
+    parser.add_argument("--num_test", type=int, default=1000, help="test examples")
+    parser.add_argument("--epochs", type=int, default=3, help="passes over the training set")
     args = parser.parse_args()
     train, test = _examples("train", args.num_train), _examples("test", args.num_test)
     results = {m: run(m, train, test, args.epochs) for m in args.modes.split(",")}

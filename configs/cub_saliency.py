@@ -16,8 +16,8 @@ is the paper's ResNet-18 through layer3 plus a 1×1 convolution (`saliency_net=
 "resnet18_layer3"`), loaded from torchvision's ImageNet file with `saliency_weights=FILE`;
 `weights=FILE` does the same for the ResNet-50 (a fresh 200-class head). Both files are
 torchvision's (`weights_source` / `saliency_net_weights_source` select another framework).
-`caltech_birds2011` must be prepared for TFDS. `runlocal` swaps in `small_details` and the
-small saliency CNN, for a quick CPU check.
+`caltech_birds2011` must be prepared for TFDS. `runlocal` swaps in `small_details` at 64 → 32,
+the small saliency CNN, the small CNN as task network and 30 steps, for a quick CPU check.
 """
 
 from resize_jax import data
@@ -72,10 +72,18 @@ def get_config(arg=None):
     config.checkpoint_every_steps = 1000
 
     if arg.runlocal:
-        apply_runlocal(config)
+        # ResNet-50 takes minutes to compile on a CPU: the small CNN stands in.
+        apply_runlocal(
+            config,
+            steps=30,
+            warmup_steps=3,
+            learning_rate=0.05,
+            log_every_steps=5,
+            backbone="small_cnn",
+        )
         if arg.frontend == "saliency":
             config.frontend.saliency_input_shape = (32, 32)
-            config.frontend.blur_steps = 2
+            config.frontend.blur_steps = 8
             if not arg.saliency_weights:
                 config.frontend.saliency_net = ""  # The small CNN compiles in seconds.
     return config

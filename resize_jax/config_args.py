@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from resize_jax.extras import require
+
+require("train", "resize_jax.config_args")
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -97,6 +101,8 @@ def training_defaults() -> ml_collections.ConfigDict:
       resume_changes: the fields allowed to differ from the config saved in the workdir
         when a run resumes ("num_train_steps,optimizer.learning_rate"); any other
         difference is refused (docs/reliability.md).
+      eval_images: how many eval images TensorBoard shows at each evaluation, with what the
+        front-end makes of them (0 = none).
       dtype: "float32" or "bfloat16" computation (parameters and optimizer state stay f32).
       num_devices: -1 for every device, or the first N (single-process experiments).
       sharding: "replicated" (every device holds the whole train state) or "fsdp" (arrays of
@@ -122,6 +128,7 @@ def training_defaults() -> ml_collections.ConfigDict:
     config.eval_every_steps = 0
     config.checkpoint_every_steps = 500
     config.keep_checkpoints = 3
+    config.eval_images = 4
     config.preemption_check_every_steps = 10
     config.init_from = ""
     config.init_parts = ""
@@ -205,11 +212,13 @@ def apply_runlocal(
     warmup_steps=1,
     log_every_steps=2,
     saliency_input_shape=None,
+    backbone=None,
 ):
     """Shrinks a paper-scale config in place to a few CPU steps on a generated set (the
     `runlocal` argument of the configs): `dataset`'s train/test splits at `image_size`, no
     augmentation, the front-end's output at `output_shape` (and a saliency sampler's network
-    input at `saliency_input_shape` when given), no evaluation or checkpoint until the end."""
+    input at `saliency_input_shape` when given), no evaluation or checkpoint until the end;
+    with `backbone` (e.g. "small_cnn") that backbone instead of the config's."""
     config.data.name = dataset
     config.data.train_split, config.data.eval_split = "train", "test"
     config.data.image_size = tuple(image_size)
@@ -218,6 +227,10 @@ def apply_runlocal(
         config.frontend.output_shape = tuple(output_shape)
     if config.frontend.name == "saliency" and saliency_input_shape is not None:
         config.frontend.saliency_input_shape = tuple(saliency_input_shape)
+    if backbone is not None:
+        config.model = model_section(backbone)
+    if warmup_steps >= steps:
+        raise ValueError(f"`warmup_steps`={warmup_steps} must be shorter than `steps`={steps}.")
     config.batch_size = batch_size
     config.eval_batch_size = eval_batch_size
     config.num_train_steps = steps

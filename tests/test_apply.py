@@ -91,8 +91,24 @@ def test_a_workdir_without_checkpoint_or_config_is_an_error(workdirs, images, tm
 
 def test_cli_prints_results_and_exits_2_on_errors(workdirs, images, tmp_path, capsys):
     apply.main(["--workdir", workdirs["saliency"], "--out", str(tmp_path), images[1]])
-    assert "scan.png: class" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    # What was done, and the class by its name (the workdir's dataset.json).
+    assert "scan.png: 300×200 → whole image resized to 128×128 (aspect 0.67 → 1.00)" in printed
+    assert any(f"'{name}' (p=" in printed for name in ("white", "black", "yellow", "cyan"))
     with pytest.raises(SystemExit) as error:
         apply.main(["--workdir", str(tmp_path / "nowhere"), "--out", str(tmp_path), images[1]])
     assert error.value.code == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_whole_image_by_default_or_the_eval_crop(workdirs, images, tmp_path):
+    (whole,) = apply.apply(workdirs["learned"], [images[0]], str(tmp_path / "whole"))
+    (crop,) = apply.apply(workdirs["learned"], [images[0]], str(tmp_path / "crop"), view="eval")
+    assert "90×150 → whole image resized to 128×128 (aspect 1.67 → 1.00)" in whole["done"]
+    assert "central crop" in crop["done"]
+    with Image.open(whole["files"][0]) as a, Image.open(crop["files"][0]) as b:
+        assert a.size == b.size == (128, 128)
+        assert not np.array_equal(np.asarray(a), np.asarray(b))  # the crop lost the sides
+    assert whole["class_name"] in ("white", "black", "yellow", "cyan")
+    with pytest.raises(ValueError, match="`view` must be one of"):
+        apply.apply(workdirs["learned"], [images[0]], str(tmp_path / "x"), view="centre")

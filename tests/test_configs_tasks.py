@@ -67,6 +67,7 @@ def test_ava_iqa_runlocal_trains_and_evaluates(tmp_path, data_dir):
     train = _train_records(str(tmp_path))
     assert [r["step"] for r in train] == [10, 20]
     assert all(math.isfinite(r["train/loss"]) for r in train)
+    assert train[-1]["train/loss"] < train[0]["train/loss"]
     assert "train/binary_accuracy" in train[-1]
     evals = [r for r in read_metrics(str(tmp_path)) if "eval/srcc" in r]
     assert evals and evals[-1]["step"] == 20
@@ -120,7 +121,7 @@ def test_seg_enet_every_frontend_builds(frontend):
     outputs, aux = _abstract_forward(config, info)
     side = 128 if frontend == "none" else 64
     assert outputs.shape == (1, side, side, 4)
-    assert ("grid" in aux) == (frontend == "saliency")
+    assert ("grid" in aux["frontend"]) == (frontend == "saliency")
     full = _get_config("seg_enet", f"frontend={frontend}")
     if frontend != "none":
         assert tuple(full.frontend.output_shape) == (512, 1024)

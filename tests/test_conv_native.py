@@ -291,3 +291,22 @@ def test_gpu_and_tpu_lowerings_use_xla_convolutions():
     for platform in ("cuda", "tpu"):
         text = traced.lower(lowering_platforms=(platform,)).as_text()
         assert "resize_jax_conv" not in text and "convolution" in text
+
+
+def test_native_kernels_are_not_looked_up_off_cpu(monkeypatch):
+    """On a GPU or TPU host the kernels are neither looked up nor compiled (no compiler
+    warning that does not concern it); the layer is XLA's convolution."""
+    x, w, _ = _random((1, 8, 8, 3), (7, 7, 3, 16))
+
+    def must_not_run():
+        raise AssertionError("native.available() was consulted off CPU")
+
+    monkeypatch.setattr(native, "available", must_not_run)
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    assert not conv.native_eligible(x, w)
+    # A fresh function: not the trace cached by the tests above.
+    assert "resize_jax_conv" not in _hlo(lambda x, w: conv.conv2d_same(x, w), x, w)
+    # A CPU default device on such a host brings them back.
+    monkeypatch.setattr(native, "available", lambda: True)
+    with jax.default_device(jax.devices("cpu")[0]):
+        assert conv.native_eligible(x, w)

@@ -237,3 +237,18 @@ def test_synthetic_ava_export_reads_back_as_ava(tmp_path):
     batch = next(data.eval_iterator(config, batch_size=6))
     counts = np.array([r.counts for r in parsed], np.float32)
     np.testing.assert_allclose(batch["label"], counts / counts.sum(-1, keepdims=True), rtol=1e-6)
+
+
+def test_folder_defaults_keep_small_details():
+    from resize_jax.data.config import resolve
+
+    config = data.default_config()
+    config.name, config.root = "folder", "/unused"
+    resolved = resolve(config)
+    assert resolved.eval_crop_fraction == 1.0  # nothing cut off at eval
+    assert resolved.crop_area_range == (0.5, 1.0)  # a training crop keeps half the image
+    config.crop_area_range = (0.08, 1.0)  # ImageNet's, when asked for
+    assert resolve(config).crop_area_range == (0.08, 1.0)
+    config.name = "imagenet2012"
+    config.crop_area_range = None
+    assert resolve(config).crop_area_range == (0.08, 1.0)

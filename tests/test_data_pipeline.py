@@ -243,18 +243,3 @@ def test_argument_errors(data_dir):
     config.train_split = "train[:2]"
     with pytest.raises(ValueError, match="leaves process 2 of 3 no example"):
         data.train_iterator(config, batch_size=1, seed=0, process_index=2, process_count=3)
-
-
-def test_readme_data_example_runs(tmp_path, monkeypatch):
-    import pathlib
-    import re
-
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    start = readme.index("## Data\n")
-    end = readme.find("\n## ", start + 1)
-    blocks = re.findall(r"```python\n(.*?)```", readme[start:end], flags=re.S)
-    assert blocks, "README's ## Data section has no python block"
-    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # the example uses the default data_dir
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})
-    assert (tmp_path / "small_details" / "tiny").is_dir()

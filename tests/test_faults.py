@@ -166,6 +166,21 @@ def test_sigterm_during_final_eval_keeps_the_final_checkpoint(finished, tmp_path
     assert rerun.eval_metrics == finished[1].eval_metrics
 
 
+def test_sigint_requests_a_stop_and_a_second_one_interrupts():
+    import signal
+
+    from resize_jax.train import signals
+
+    before = signal.getsignal(signal.SIGINT)
+    with signals.StopRequest() as stop:
+        signal.raise_signal(signal.SIGINT)  # What the loop sees as a stop request.
+        assert stop.requested and stop.signal_name == "SIGINT" and stop.agreed(1, 10)
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)  # Still only a request.
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_changed_config_is_refused_naming_the_fields_unless_allowed(finished, copy):
     before = (copy / "config.json").read_text()
     with pytest.raises(ValueError, match=r"`config.optimizer.learning_rate`: saved 0.003, now 0.1"):
@@ -225,6 +240,20 @@ def test_bad_value_is_refused_by_name_before_anything_is_written(tmp_path, overr
     with pytest.raises(ValueError, match=message):
         train_and_evaluate(_config(**overrides), str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["default", "imagenet_resizer", "cub_saliency", "seg_enet", "vit_resizer"]
+)
+def test_shipped_configs_pass_the_checks(name):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"config_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for arg in ("frontend=fixed", "frontend=learned", "frontend=saliency,runlocal"):
+        config_check.check_config(module.get_config(arg))
 
 
 def test_unknown_field_suggests_the_known_one():

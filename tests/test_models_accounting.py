@@ -146,9 +146,10 @@ def test_summary_compares_the_classifiers_only():
     from resize_jax.tools.summary import classifier_names
 
     # ENet predicts dense maps (and needs sides divisible by 8): not in the paper's table.
-    assert "enet" not in classifier_names()
-    assert {"resnet50", "small_cnn"} <= set(classifier_names())
-    assert "vit_b16" not in classifier_names()  # Inputs in multiples of 16: no matched size.
+    names = classifier_names()
+    assert "enet" not in names
+    assert {"resnet50", "small_cnn"} <= set(names)
+    assert "vit_b16" not in names  # Inputs in multiples of 16: no matched size.
 
 
 def test_peak_bytes_counts_arguments_outputs_and_donation():

@@ -2,6 +2,7 @@
 parameters under "frontend"/"backbone"; freezing the backbone leaves it bit-identical."""
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -155,3 +156,36 @@ def test_extra_keywords_reach_the_frontend_only():
     jax.eval_shape(lambda v, x: model.apply(v, x, step=7), variables, x)
     jax.eval_shape(model.apply, variables, x)
     assert _STEPS == [7, None]
+
+
+class _ReportingFrontEnd(FrontEnd):
+    """Crops, and reports the mean of its input as a training scalar."""
+
+    output_shape: tuple[int, int] = OUT_HW
+
+    @nn.compact
+    def __call__(self, images, *, train=False, step=None):
+        self.sow("metrics", "input_mean", jnp.mean(images))
+        return images[:, : self.output_shape[0], : self.output_shape[1]], {}
+
+
+def test_sown_frontend_scalars_reach_the_train_metrics():
+    from resize_jax.tasks import get_task
+    from resize_jax.train.state import TrainState
+    from resize_jax.train.step import make_train_step
+
+    model = FrontEndModel(_ReportingFrontEnd(), get_model("small_cnn", num_classes=3))
+    x, labels = _batch()
+    variables = jax.jit(model.init)(jax.random.key(0), x)  # Holds the sown "metrics" too.
+    tx = optax.sgd(0.1)
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=variables["params"],
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(variables["params"]),
+    )
+    step = make_train_step(
+        model, get_task("classification"), tx, lambda _: 0.1, seed=0, prng_impl="threefry2x32"
+    )
+    _, metrics = jax.jit(step)(state, {"image": x, "label": labels})
+    np.testing.assert_allclose(metrics["frontend/input_mean"], jnp.mean(x), rtol=1e-6)

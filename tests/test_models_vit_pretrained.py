@@ -163,3 +163,59 @@ def test_bad_files_and_arguments_are_refused(timm_file, tmp_path):
         vit_pretrained.load("resnet50", timm_file, source="timm")
     with pytest.raises(ValueError, match="does not exist"):
         load(str(tmp_path / "nothing.npz"))
+
+
+def test_through_the_pretrained_package(timm_file):
+    from resize_jax import models
+    from resize_jax.models import pretrained
+
+    _, inputs, expected = _fixture()
+    model, variables = pretrained.load("vit_ti16", timm_file, source="timm", **RESIZE_JAX_FIELDS)
+    assert _relative_error(model, variables, inputs[1], expected[1]) < TOLERANCE
+    assert pretrained.preprocessing("timm", "vit_b16")["mean"] == (0.5, 0.5, 0.5)
+    assert pretrained.model_fields("big_vision", "vit_b16") == {"gelu_approximate": True}
+    # What `config.model.weights` does in training: import into an initialised state's
+    # params, here a model at 48×48 (6×6 grid) with 3 classes.
+    vit = models.get_model("vit_ti16", num_classes=3, **RESIZE_JAX_FIELDS)
+    target = jax.jit(vit.init)(jax.random.key(0), np.zeros((1, 48, 48, 3), np.float32))
+    tensors = pretrained.read_source(timm_file, "timm", "vit_ti16")
+    conversion = pretrained.import_variables(
+        tensors, vit, pretrained.recipe("timm", "vit_ti16"), where="test", target=target
+    )
+    params = conversion.variables["params"]
+    assert conversion.fresh == ["head"]
+    np.testing.assert_array_equal(params["head"]["kernel"], target["params"]["head"]["kernel"])
+    assert params["pos_embedding"].shape == (1, 1 + 36, 48)
+    # Resampled from the file's 4×4 grid as the loader does at load time for 48×48.
+    _, at_48 = vit_pretrained.load(
+        "vit_ti16", timm_file, source="timm", image_size=(48, 48), **RESIZE_JAX_FIELDS
+    )
+    np.testing.assert_allclose(params["pos_embedding"], at_48["params"]["pos_embedding"])
+
+
+def test_weights_file_into_a_training_state_under_fsdp(timm_file):
+    # `config.model.weights`: a front-end + ViT state (no BatchNorm anywhere), split by FSDP.
+    from resize_jax import frontends, models
+    from resize_jax.config_args import training_defaults
+    from resize_jax.train import init_from, init_training, sharding
+
+    config = training_defaults()
+    config.sharding, config.fsdp_min_size_mb = "fsdp", 0.0
+    vit = models.get_model("vit_ti16", num_classes=7, **RESIZE_JAX_FIELDS)
+    model = models.FrontEndModel(frontends.get_frontend("fixed", output_shape=(48, 48)), vit)
+    sample = np.zeros((1, 96, 96, 3), np.float32)
+    state, _, _ = init_training(config, model, sample, sharding.make_mesh(2))  # 2: cheaper.
+    loaded = init_from.load_pretrained(
+        state, ("backbone",), "vit_ti16", vit, timm_file, "timm", "model"
+    )
+    _, at_48 = vit_pretrained.load(
+        "vit_ti16", timm_file, source="timm", image_size=(48, 48), **RESIZE_JAX_FIELDS
+    )
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b)),
+        loaded.params["backbone"],
+        at_48["params"],
+    )
+    kernel = loaded.params["backbone"]["embedding"]["kernel"]
+    assert kernel.sharding == state.params["backbone"]["embedding"]["kernel"].sharding
+    assert not kernel.sharding.is_fully_replicated and loaded.batch_stats == state.batch_stats

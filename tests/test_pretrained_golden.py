@@ -8,6 +8,8 @@ format, imported with `pretrained.load`, and the logits compared.
 
 import functools
 import json
+import pathlib
+import tempfile
 
 import jax
 import numpy as np
@@ -45,14 +47,21 @@ def _relative_error(model, variables, images, expected):
     return np.abs(got - expected).max() / np.abs(expected).max()
 
 
+@functools.cache
+def _from_torchvision(name):
+    """`pretrained.load` of the torchvision fixture's weights, written as a .pth file."""
+    weights, _, _ = _fixture("torchvision", name)
+    with tempfile.TemporaryDirectory() as folder:
+        path = _write_pth(weights, pathlib.Path(folder) / "w.pth")
+        return pretrained.load(name, path, source="torchvision")
+
+
 @pytest.mark.parametrize(
     "name", ["resnet18", "resnet50", "densenet121", "mobilenet_v2", "efficientnet_b0"]
 )
-def test_torchvision_logits_match(name, tmp_path):
-    weights, images, expected = _fixture("torchvision", name)
-    model, variables = pretrained.load(
-        name, _write_pth(weights, tmp_path / "w.pth"), source="torchvision"
-    )
+def test_torchvision_logits_match(name):
+    _, images, expected = _fixture("torchvision", name)
+    model, variables = _from_torchvision(name)
     assert model.num_classes == 1000
     assert _relative_error(model, variables, images, expected) < TOLERANCE
 
@@ -65,15 +74,12 @@ def test_timm_safetensors_give_torchvisions_variables(name, tmp_path):
     from safetensors.numpy import save_file
 
     timm_weights, _, timm_logits = _fixture("timm", name)
-    tv_weights, _, tv_logits = _fixture("torchvision", name)
+    _, _, tv_logits = _fixture("torchvision", name)
     np.testing.assert_array_equal(timm_logits, tv_logits)
     path = tmp_path / "model.safetensors"
     save_file(timm_weights, str(path))
     _, from_timm = pretrained.load(name, str(path), source="timm")
-    _, from_tv = pretrained.load(
-        name, _write_pth(tv_weights, tmp_path / "w.pth"), source="torchvision"
-    )
-    jax.tree.map(np.testing.assert_array_equal, from_timm, from_tv)
+    jax.tree.map(np.testing.assert_array_equal, from_timm, _from_torchvision(name)[1])
 
 
 def _resnet18(tmp_path, edit=None, **fields):

@@ -5,15 +5,19 @@ take the front-end from one run and the backbone from another; the saliency trun
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
 from resize_jax.config_args import model_section
-from resize_jax.models import convert, get_model, pretrained
+from resize_jax.models import get_model, pretrained
 from resize_jax.models.pretrained import names
 from resize_jax.models.pretrained.loader import abstract_variables
-from resize_jax.train import init_from, train_and_evaluate
+from resize_jax.tools import convert
+from resize_jax.train import build, checkpoint, init_from, train_and_evaluate
+from resize_jax.train.state import TrainState
 from resize_jax.train.writer import read_metrics
 from tests import train_fakes
 from tests.golden.make_pretrained_golden import draw_weights, fixture_path
@@ -106,9 +110,11 @@ def test_torchvision_file_trains_a_new_head_and_resume_ignores_the_file(
     assert len(losses) == 6 and losses[-1] < losses[0], losses
     assert result.state.params["backbone"]["head"]["kernel"].shape == (64, 2)
 
-    # Resuming: the workdir's checkpoint wins, the weights file is not even read.
+    # Resuming: the workdir's checkpoint wins, the weights file is not even read (and a
+    # moved file does not count as a changed config).
     config.model.weights = str(tmp_path / "no_such_file.pth")
     config.num_train_steps = 7
+    config.resume_changes = "num_train_steps"
     resumed = train_and_evaluate(config, workdir)
     assert int(resumed.state.step) == 7
 
@@ -117,6 +123,8 @@ def test_convert_command_checkpoint_starts_a_run_without_the_head(tiny_file, tmp
     train_fakes.install(monkeypatch)
     out = tmp_path / "converted"
     convert.convert("resnet18", tiny_file, str(out), source="torchvision", **TINY)
+    assert checkpoint.verify_step(str(out / "checkpoints" / "0")) is None
+    assert (out / "checkpoints" / "0" / checkpoint.MANIFEST).exists()
     record = json.loads((out / "pretrained.json").read_text())
     assert record["num_classes"] == 1000 and record["preprocessing"]["std"][0] == 0.229
     with pytest.raises(ValueError, match="already holds a checkpoint"):
@@ -132,25 +140,38 @@ def test_convert_command_checkpoint_starts_a_run_without_the_head(tiny_file, tmp
     assert result.state.params["backbone"]["head"]["kernel"].shape == (64, train_fakes.NUM_CLASSES)
 
 
-def test_frontend_from_one_run_backbone_from_another(tmp_path, monkeypatch):
-    train_fakes.install(monkeypatch)
-    run = lambda name, **kw: train_and_evaluate(
-        train_fakes.tiny_config("learned", **{"num_train_steps": 1, **kw}), str(tmp_path / name)
-    )
-    a, b = run("a", seed=1), run("b", seed=2)
-    rules = f"{tmp_path / 'a'}:frontend; {tmp_path / 'b'}:backbone/**,!backbone/head/*"
-    fresh = run("c", num_train_steps=0, seed=3, init_rules=rules)
-    _assert_equal(fresh.state.params["frontend"], a.state.params["frontend"])
-    _assert_equal(fresh.state.batch_stats["frontend"], a.state.batch_stats["frontend"])
-    _assert_equal(
-        _without_head(fresh.state.params["backbone"]), _without_head(b.state.params["backbone"])
-    )
+def _save_run(path, variables):
+    """A run's workdir holding `variables` as its latest checkpoint."""
+    options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False)
+    with ocp.CheckpointManager(str(path / "checkpoints"), options=options) as manager:
+        manager.save(1, args=ocp.args.StandardSave({"step": np.ones((), np.int32), **variables}))
+
+
+def test_frontend_from_one_run_backbone_from_another(tmp_path):
+    # The loop's call of `init_from.initialize` is exercised by the tests above; here the
+    # rules themselves, on states made directly (no training step to compile).
+    config = train_fakes.tiny_config("learned")
+    model = build.build_model(config, train_fakes.get_info(config.data))
+    init = jax.jit(lambda seed: model.init(jax.random.key(seed), jnp.zeros((1, 32, 32, 3))))
+    a, b, c = init(1), init(2), init(3)
+    _save_run(tmp_path / "a", a)
+    _save_run(tmp_path / "b", b)
+    state = TrainState(step=0, params=c["params"], batch_stats=c["batch_stats"], opt_state=())
+    config.init_rules = f"{tmp_path / 'a'}:frontend; {tmp_path / 'b'}:backbone/**,!backbone/head/*"
+    new = init_from.initialize(config, state, model)
+    _assert_equal(new.params["frontend"], a["params"]["frontend"])
+    _assert_equal(new.batch_stats["frontend"], a["batch_stats"]["frontend"])
+    _assert_equal(_without_head(new.params["backbone"]), _without_head(b["params"]["backbone"]))
+    _assert_equal(new.params["backbone"]["head"], c["params"]["backbone"]["head"])
     assert not np.array_equal(
-        fresh.state.params["backbone"]["head"]["kernel"],
-        b.state.params["backbone"]["head"]["kernel"],
+        c["params"]["backbone"]["head"]["kernel"], b["params"]["backbone"]["head"]["kernel"]
     )
+    config.init_rules = f"{tmp_path / 'b'}:backbone,!backbone/hed"
     with pytest.raises(ValueError, match=r"`config.init_rules` pattern 'backbone/hed' matches no"):
-        run("d", num_train_steps=0, init_rules=f"{tmp_path / 'b'}:backbone,!backbone/hed")
+        init_from.initialize(config, state, model)
+    config.init_rules = f"{tmp_path / 'nowhere'}:backbone"
+    with pytest.raises(ValueError, match=r"has no checkpoints/ directory"):
+        init_from.initialize(config, state, model)
 
 
 def test_path_patterns():

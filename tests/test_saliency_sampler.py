@@ -308,6 +308,8 @@ def test_the_saliency_network_sees_an_area_average():
     # Divisible sizes: exactly the mean of the blocks (the paper's AdaptiveAvgPool2d).
     blocks = IMAGES[:, :40, :48].reshape(2, 10, 4, 12, 4, 3).mean(axis=(2, 4))
     np.testing.assert_allclose(low(IMAGES, (10, 12)), blocks, atol=1e-6)
+    tall = IMAGES[:, :40, :48].reshape(2, 20, 2, 12, 4, 3).mean(axis=(2, 4))
+    np.testing.assert_allclose(low(IMAGES, (20, 12)), tall, atol=1e-6)
     # Otherwise a block mean then an antialiased resize: constants stay constant.
     flat = np.full((1, 53, 61, 2), 0.3, np.float32)
     np.testing.assert_allclose(low(flat, (14, 9)), 0.3, atol=1e-6)

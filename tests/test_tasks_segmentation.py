@@ -310,12 +310,3 @@ def test_optax_reference_for_unit_weights():
     loss, _ = jax.jit(Segmentation().loss)(logits, {}, {"label": labels})
     expected = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     np.testing.assert_allclose(loss, expected, rtol=1e-6)
-
-
-def test_readme_example_runs():
-    from tests.test_readme import _python_blocks
-
-    blocks = _python_blocks("Image quality and segmentation")
-    assert blocks, "README has no python block under ## Image quality and segmentation"
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})

@@ -128,11 +128,11 @@ def test_checkpoint_restores_across_sharding_settings(tmp_path, tiny_vit_config,
 
     source = state_for(*saved)
     source = source.replace(params=jax.tree.map(lambda x: x + 1.0, source.params))
-    with checkpoint.make_manager(str(tmp_path)) as manager:
-        checkpoint.save(manager, source, force=True)
-        manager.wait_until_finished()
-        target = state_for(*restored)
-        loaded = checkpoint.restore_latest(manager, target)
+    with checkpoint.CheckpointStore(str(tmp_path)) as store:
+        store.save(source, force=True)
+    target = state_for(*restored)
+    with checkpoint.CheckpointStore(str(tmp_path)) as store:
+        loaded = store.restore_latest(target)
     jax.tree.map(
         lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), source, loaded
     )
@@ -161,7 +161,11 @@ def test_fsdp_run_resumes_replicated_on_one_device(tmp_path, monkeypatch, tiny_v
     assert half.preempted and int(half.state.step) == 4
     kernel = half.state.params["backbone"]["embedding"]["kernel"]
     assert kernel.sharding.spec == P(None, None, None, "data")
-    resumed = train_and_evaluate(config(sharding="replicated", num_devices=1), workdir)
+    # The sharding may change on resume without `resume_changes`; the fake SIGTERM may not.
+    resumed = train_and_evaluate(
+        config(sharding="replicated", num_devices=1, resume_changes="data.fake_sigterm_at_batch"),
+        workdir,
+    )
     assert int(resumed.state.step) == 8
     assert resumed.state.params["backbone"]["embedding"]["kernel"].sharding.num_devices == 1
     # Same tolerance as the 1-vs-8-device test: sharded sums round differently.

@@ -52,14 +52,21 @@ def test_same_seed_same_metrics_bit_identical(tmp_path):
     del c
 
 
+@pytest.fixture(scope="module")
+def one_device_run(tmp_path_factory):
+    # On one device "replicated" and "fsdp" place the state alike: both cases compare to it.
+    workdir = str(tmp_path_factory.mktemp("one"))
+    with pytest.MonkeyPatch.context() as patch:
+        train_fakes.install(patch)
+        return train_and_evaluate(train_fakes.tiny_config(num_devices=1), workdir), workdir
+
+
 @pytest.mark.parametrize("state_sharding", ["replicated", "fsdp"])
-def test_eight_devices_match_one_device(tmp_path, state_sharding):
+def test_eight_devices_match_one_device(tmp_path, state_sharding, one_device_run):
     chex.assert_equal(jax.device_count(), 8)
+    one, one_dir = one_device_run
     # fsdp with no size threshold: every array with a dimension divisible by 8 is split.
     fields = {"sharding": state_sharding, "fsdp_min_size_mb": 0.0}
-    one = train_and_evaluate(
-        train_fakes.tiny_config(num_devices=1, **fields), str(tmp_path / "one")
-    )
     eight = train_and_evaluate(
         train_fakes.tiny_config(num_devices=8, **fields), str(tmp_path / "eight")
     )
@@ -67,7 +74,7 @@ def test_eight_devices_match_one_device(tmp_path, state_sharding):
     # (relative, with XLA's convolutions and with the native kernels alike), and Adam turns
     # that into loss differences of up to ~5e-5 over these steps; the tolerance is 4x that.
     np.testing.assert_allclose(
-        _losses(str(tmp_path / "one")), _losses(str(tmp_path / "eight")), atol=2e-4, rtol=2e-4
+        _losses(one_dir), _losses(str(tmp_path / "eight")), atol=2e-4, rtol=2e-4
     )
     assert one.eval_metrics["count"] == eight.eval_metrics["count"] == train_fakes.NUM_EVAL
     sharding = eight.state.params["frontend"]["conv_in"]["kernel"].sharding

@@ -11,6 +11,10 @@ downsampling), for this process's shard of the split. TensorFlow is used for the
 pipeline only and is kept off accelerators.
 """
 
+from resize_jax.extras import require
+
+require("train", "resize_jax.data")
+
 from resize_jax.data.base import DatasetInfo, hide_accelerators_from_tf
 from resize_jax.data.config import default_config
 from resize_jax.data.pipeline import eval_iterator, get_info, train_iterator

@@ -42,11 +42,13 @@ def default_config() -> ml_collections.ConfigDict:
         (a crop could cut small_details' marker away, and would rescale small_objects'
         objects and synthetic_ava's blur, which is its label); none for regression sets
         ("csv", "synthetic_gaze"), whose targets a flip or crop would change.
-      crop_area_range: area fraction of the random resized crop.
+      crop_area_range: area fraction of the random resized crop (default (0.08, 1.0), as
+        for ImageNet; (0.5, 1.0) for "folder", so that a crop keeps most of the image).
       crop_aspect_range: aspect ratio (w/h) range of the random resized crop.
       eval_crop_fraction: the central crop kept at eval (and train without augmentation),
-        as a fraction of the largest box of the target aspect (default 0.875 for TFDS and
-        folder classification, 1.0 for generated, segmentation and AVA sets).
+        as a fraction of the largest box of the target aspect (default 0.875 for
+        ImageNet-style TFDS sets; 1.0, no margin cut off, for folders and for generated,
+        segmentation and AVA sets).
       shuffle_buffer: train shuffle buffer, in examples, per process.
       cache: cache the encoded examples of this process's shard in memory after the first
         pass (for datasets that fit in memory).
@@ -70,7 +72,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.image_size = config_dict.placeholder(tuple)
     c.value_range = (0.0, 1.0)
     c.augment = True
-    c.crop_area_range = (0.08, 1.0)
+    c.crop_area_range = config_dict.placeholder(tuple)
     c.crop_aspect_range = (3 / 4, 4 / 3)
     c.eval_crop_fraction = config_dict.placeholder(float)
     c.shuffle_buffer = 10_000
@@ -190,7 +192,10 @@ def resolve(config) -> Resolved:
         value_range=_float_pair(_get(config, "value_range"), "value_range"),
         augment=spec.augment if augment else "none",
         crop_area_range=_float_pair(
-            _get(config, "crop_area_range"), "crop_area_range", low=0.0, high=1.0
+            _get(config, "crop_area_range", spec.crop_area_range),
+            "crop_area_range",
+            low=0.0,
+            high=1.0,
         ),
         crop_aspect_range=_float_pair(
             _get(config, "crop_aspect_range"), "crop_aspect_range", low=0.0

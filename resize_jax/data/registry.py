@@ -35,6 +35,7 @@ class Spec:
     image_size: tuple[int, int] = (224, 224)
     augment: str = "crop_flip"
     eval_crop_fraction: float = 0.875
+    crop_area_range: tuple[float, float] = (0.08, 1.0)
     image_key: str = "image"
     label_key: str = "label"
     num_classes: int | None = None  # segmentation sets, whose masks do not say
@@ -47,7 +48,12 @@ class Spec:
 _GENERATED = dict(kind="generated", image_size=(128, 128), augment="flip", eval_crop_fraction=1.0)
 
 SPECS: dict[str, Spec] = {
-    "folder": Spec(kind="folder"),
+    # A user's own folder: images of any size, whose point may be a small detail anywhere in
+    # them. The eval view is the largest central box of the input's aspect, with no margin
+    # cut off (ImageNet's 0.875 drops one eighth of each side), and a training crop keeps at
+    # least half of the image, where ImageNet's crop (8-100 % of the area) routinely cuts
+    # the detail away.
+    "folder": Spec(kind="folder", eval_crop_fraction=1.0, crop_area_range=(0.5, 1.0)),
     # Segmentation scores every pixel, so its eval view is the whole image (no central crop).
     "segmentation_folder": Spec(
         kind="segmentation_folder", task="segmentation", eval_crop_fraction=1.0

@@ -16,6 +16,10 @@ A front-end is a `flax.linen` module with:
   (f[B, h, w, K], any h, w) back to the input image's pixel grid (f32[B, H, W, K]), given
   the `aux` of the same call. Dense tasks (segmentation) call it instead of reading `aux`.
 
+Scalars worth logging in training (a temperature, the saliency's entropy) are reported with
+`self.sow("metrics", name, value)`; the train step collects them and the loop logs them as
+`train/frontend/<name>`.
+
 Adding a front-end: one module deriving from `FrontEnd` and one `@register_frontend` line.
 """
 

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from resize_jax import ops
 from resize_jax.frontends.base import FrontEnd
 from resize_jax.frontends.registry import register_frontend
+from resize_jax.models.common import batch_norm
 from resize_jax.ops.checks import check_bool, check_choice, check_images, check_size_pair
 from resize_jax.ops.conv import conv_general_dilated
 
@@ -47,17 +48,6 @@ def _conv(features: int, size: int, module: nn.Module, name: str) -> nn.Conv:
     )
 
 
-def _batch_norm(module: nn.Module, train: bool, name: str) -> nn.BatchNorm:
-    return nn.BatchNorm(
-        use_running_average=not train,
-        momentum=module.bn_momentum,
-        epsilon=module.bn_epsilon,
-        dtype=module.dtype,
-        param_dtype=module.param_dtype,
-        name=name,
-    )
-
-
 class ResidualBlock(nn.Module):
     """conv3x3 → BN → LeakyReLU → conv3x3 → BN, plus the block's input; no final activation."""
 
@@ -72,10 +62,10 @@ class ResidualBlock(nn.Module):
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         """x: f[B, h, w, features] → f[B, h, w, features]."""
         y = _conv(self.features, 3, self, "conv1")(x)
-        y = _batch_norm(self, train, "bn1")(y)
+        y = batch_norm(self, train, "bn1")(y)
         y = nn.leaky_relu(y, self.negative_slope)
         y = _conv(self.features, 3, self, "conv2")(y)
-        y = _batch_norm(self, train, "bn2")(y)
+        y = batch_norm(self, train, "bn2")(y)
         return x + y
 
 
@@ -167,7 +157,7 @@ class LearnedResizer(FrontEnd):
         skip = resize(x)
         y = activation(_conv(n, 7, self, "conv_in")(x))
         y = activation(_conv(n, 1, self, "conv_mix")(y))
-        y = _batch_norm(self, train, "bn_in")(y)
+        y = batch_norm(self, train, "bn_in")(y)
         y = resize(y)
 
         z = y
@@ -181,6 +171,6 @@ class LearnedResizer(FrontEnd):
                 param_dtype=self.param_dtype,
                 name=f"res_block_{k}",
             )(z, train=train)
-        z = _batch_norm(self, train, "bn_proj")(_conv(n, 3, self, "conv_proj")(z)) + y
+        z = batch_norm(self, train, "bn_proj")(_conv(n, 3, self, "conv_proj")(z)) + y
         out = _conv(channels, 7, self, "conv_out")(z) + skip
         return out, {"skip": skip}

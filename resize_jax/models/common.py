@@ -6,6 +6,7 @@ FLOPs match the reference architectures; a stride-2 layer maps H to ceil(H / 2).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -119,6 +120,23 @@ class ConvBN(nn.Module):
         )(x)
         x = batch_norm(self, train, "bn")(x)
         return x if self.activation is None else self.activation(x)
+
+
+# A module factory passed down as a field (the flax imagenet example's `ModuleDef`).
+ModuleDef = Any
+
+
+def conv_bn_def(model: nn.Module, **kwargs) -> ModuleDef:
+    """`ConvBN` with `model`'s BatchNorm settings and dtypes bound (plus `kwargs`): built once
+    by a backbone and passed down to its blocks, so those settings live in one place."""
+    return functools.partial(
+        ConvBN,
+        bn_momentum=model.bn_momentum,
+        bn_epsilon=model.bn_epsilon,
+        dtype=model.dtype,
+        param_dtype=model.param_dtype,
+        **kwargs,
+    )
 
 
 def classifier_head(

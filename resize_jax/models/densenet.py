@@ -14,12 +14,12 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from resize_jax.models.common import (
-    ConvBN,
     batch_norm,
     check_backbone_input,
     check_positive_int,
     check_rate,
     classifier_head,
+    conv_bn_def,
     conv_init,
     max_pool_3x3_s2,
 )
@@ -98,16 +98,7 @@ class DenseNet(nn.Module):
             param_dtype=self.param_dtype,
         )
         x = images.astype(self.dtype)
-        x = ConvBN(
-            self.num_init_features,
-            7,
-            2,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="stem",
-        )(x, train=train)
+        x = conv_bn_def(self)(self.num_init_features, 7, 2, name="stem")(x, train=train)
         x = max_pool_3x3_s2(x)
         for i, num_layers in enumerate(self.block_sizes):
             for j in range(num_layers):

@@ -17,10 +17,12 @@ import jax.numpy as jnp
 
 from resize_jax.models.common import (
     ConvBN,
+    ModuleDef,
     check_backbone_input,
     check_positive_int,
     check_rate,
     classifier_head,
+    conv_bn_def,
     global_avg_pool,
     make_divisible,
 )
@@ -62,6 +64,8 @@ class MBConv(nn.Module):
       kernel_size, strides: of the depthwise convolution.
       expansion: hidden width = input width × expansion.
       drop_path_rate: probability of dropping the residual branch for an example.
+      conv: the model's `conv_bn_def` (BatchNorm settings and dtypes).
+      dtype, param_dtype: of the squeeze-excitation layers.
     """
 
     features: int
@@ -69,22 +73,14 @@ class MBConv(nn.Module):
     strides: int
     expansion: int
     drop_path_rate: float = 0.0
-    bn_momentum: float = 0.99
-    bn_epsilon: float = 1e-3
+    conv: ModuleDef = ConvBN
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         """x: f[B, H, W, C] → f[B, ceil(H / s), ceil(W / s), features]."""
-        conv = functools.partial(
-            ConvBN,
-            activation=nn.silu,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
+        conv = functools.partial(self.conv, activation=nn.silu)
         in_features = x.shape[-1]
         hidden = make_divisible(in_features * self.expansion)
         y = x
@@ -151,18 +147,13 @@ class EfficientNet(nn.Module):
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False):
         check_backbone_input(images, self.min_input_size, type(self).__name__)
-        common = dict(
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
+        conv = conv_bn_def(self)  # The one place of the BatchNorm settings and dtypes.
         width = lambda c: make_divisible(c * self.width_coefficient)
         repeats = [math.ceil(n * self.depth_coefficient) for *_, n in B0_STAGES]
         total_blocks = sum(repeats)
 
         x = images.astype(self.dtype)
-        x = ConvBN(width(32), 3, 2, activation=nn.silu, name="stem", **common)(x, train=train)
+        x = conv(width(32), 3, 2, activation=nn.silu, name="stem")(x, train=train)
         block_id = 0
         for i, ((expansion, kernel, stride, features, _), n) in enumerate(
             zip(B0_STAGES, repeats, strict=True)
@@ -174,13 +165,15 @@ class EfficientNet(nn.Module):
                     stride if j == 0 else 1,
                     expansion,
                     drop_path_rate=self.stochastic_depth_rate * block_id / total_blocks,
+                    conv=conv,
+                    dtype=self.dtype,
+                    param_dtype=self.param_dtype,
                     name=f"stage{i + 1}_block{j + 1}",
-                    **common,
                 )(x, train=train)
                 block_id += 1
         # 4 × the last stage's width (1280 for B0), as torchvision.
         head_width = 4 * width(B0_STAGES[-1][3])
-        x = ConvBN(head_width, 1, activation=nn.silu, name="final_conv", **common)(x, train=train)
+        x = conv(head_width, 1, activation=nn.silu, name="final_conv")(x, train=train)
         return classifier_head(self, x, train=train, dropout_rate=self.dropout_rate)
 
 

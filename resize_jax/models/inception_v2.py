@@ -14,7 +14,6 @@ and every size >= `min_input_size` works.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, ClassVar, NamedTuple
 
 import flax.linen as nn
@@ -22,10 +21,12 @@ import jax.numpy as jnp
 
 from resize_jax.models.common import (
     ConvBN,
+    ModuleDef,
     check_backbone_input,
     check_positive_int,
     check_rate,
     classifier_head,
+    conv_bn_def,
     max_pool_3x3_s2,
 )
 
@@ -63,24 +64,13 @@ class InceptionModule(nn.Module):
     3×3 pool (→ 1×1). Stride-2 modules drop the 1×1 branch and pass the pool through."""
 
     spec: InceptionSpec
-    conv_bias: bool = True
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
+    conv: ModuleDef = ConvBN  # The model's `conv_bn_def`: BatchNorm, bias, dtypes.
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         """x: f[B, H, W, C] → f[B, ceil(H / s), ceil(W / s), sum of branch widths]."""
         s = self.spec
-        conv = functools.partial(
-            ConvBN,
-            use_bias=self.conv_bias,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
+        conv = self.conv
         branches = []
         if s.conv_1x1:
             branches.append(conv(s.conv_1x1, 1, name="conv_1x1")(x, train=train))
@@ -132,13 +122,8 @@ class InceptionV2(nn.Module):
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False):
         check_backbone_input(images, self.min_input_size, type(self).__name__)
-        common = dict(
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
-        conv = functools.partial(ConvBN, use_bias=self.conv_bias, **common)
+        # The one place of the BatchNorm settings, the conv bias and the dtypes.
+        conv = conv_bn_def(self, use_bias=self.conv_bias)
         x = images.astype(self.dtype)
         x = conv(64, 7, 2, name="conv1_7x7")(x, train=train)
         x = max_pool_3x3_s2(x)
@@ -146,7 +131,5 @@ class InceptionV2(nn.Module):
         x = conv(192, 3, name="conv2_3x3")(x, train=train)
         x = max_pool_3x3_s2(x)
         for name, spec in MODULES.items():
-            x = InceptionModule(spec, self.conv_bias, name=f"inception_{name}", **common)(
-                x, train=train
-            )
+            x = InceptionModule(spec, conv, name=f"inception_{name}")(x, train=train)
         return classifier_head(self, x, train=train, dropout_rate=self.dropout_rate)

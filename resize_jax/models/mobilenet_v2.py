@@ -14,10 +14,12 @@ import jax.numpy as jnp
 
 from resize_jax.models.common import (
     ConvBN,
+    ModuleDef,
     check_backbone_input,
     check_positive_int,
     check_rate,
     classifier_head,
+    conv_bn_def,
     make_divisible,
 )
 
@@ -40,22 +42,12 @@ class InvertedResidual(nn.Module):
     features: int
     strides: int
     expansion: int
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
+    conv: ModuleDef = ConvBN  # The model's `conv_bn_def`: BatchNorm settings and dtypes.
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         """x: f[B, H, W, C] → f[B, ceil(H / s), ceil(W / s), features]."""
-        conv = functools.partial(
-            ConvBN,
-            activation=nn.relu6,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
+        conv = functools.partial(self.conv, activation=nn.relu6)
         in_features = x.shape[-1]
         hidden = round(in_features * self.expansion)
         y = x
@@ -100,25 +92,20 @@ class MobileNetV2(nn.Module):
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False):
         check_backbone_input(images, self.min_input_size, type(self).__name__)
-        common = dict(
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
+        conv = conv_bn_def(self)  # The one place of the BatchNorm settings and dtypes.
         width = lambda c: make_divisible(c * self.width_multiplier)
         x = images.astype(self.dtype)
-        x = ConvBN(width(32), 3, 2, activation=nn.relu6, name="stem", **common)(x, train=train)
+        x = conv(width(32), 3, 2, activation=nn.relu6, name="stem")(x, train=train)
         for i, (t, c, n, s) in enumerate(INVERTED_RESIDUAL_SETTING):
             for j in range(n):
                 x = InvertedResidual(
                     width(c),
                     strides=s if j == 0 else 1,
                     expansion=t,
+                    conv=conv,
                     name=f"stage{i + 1}_block{j + 1}",
-                    **common,
                 )(x, train=train)
         # The last layer does not shrink below 1280 channels for narrow variants.
         last = make_divisible(1280 * max(1.0, self.width_multiplier))
-        x = ConvBN(last, 1, activation=nn.relu6, name="final_conv", **common)(x, train=train)
+        x = conv(last, 1, activation=nn.relu6, name="final_conv")(x, train=train)
         return classifier_head(self, x, train=train, dropout_rate=self.dropout_rate)

@@ -16,35 +16,30 @@ import jax.numpy as jnp
 
 from resize_jax.models.common import (
     ConvBN,
+    ModuleDef,
     check_backbone_input,
     check_positive_int,
     classifier_head,
+    conv_bn_def,
     max_pool_3x3_s2,
 )
 
 
 class BasicBlock(nn.Module):
-    """Two 3×3 convolutions plus a shortcut (ResNet-18/34). Output has `features` channels."""
+    """Two 3×3 convolutions plus a shortcut (ResNet-18/34). Output has `features` channels.
+
+    `conv`: the model's `ConvBN` partial (BatchNorm settings and dtypes)."""
 
     features: int
+    conv: ModuleDef = ConvBN
     strides: int = 1
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
 
     expansion: ClassVar[int] = 1
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         """x: f[B, H, W, C] → f[B, ceil(H / s), ceil(W / s), features]."""
-        conv = functools.partial(
-            ConvBN,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
+        conv = self.conv
         y = conv(self.features, 3, self.strides, name="conv1")(x, train=train)
         y = conv(self.features, 3, activation=None, name="conv2")(y, train=train)
         shortcut = _shortcut(self, x, self.features, conv, train)
@@ -52,27 +47,20 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1×1 → 3×3 (strided, v1.5) → 1×1 (×4 channels) plus a shortcut (ResNet-50 and up)."""
+    """1×1 → 3×3 (strided, v1.5) → 1×1 (×4 channels) plus a shortcut (ResNet-50 and up).
+
+    `conv`: the model's `ConvBN` partial (BatchNorm settings and dtypes)."""
 
     features: int
+    conv: ModuleDef = ConvBN
     strides: int = 1
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
 
     expansion: ClassVar[int] = 4
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         """x: f[B, H, W, C] → f[B, ceil(H / s), ceil(W / s), 4 * features]."""
-        conv = functools.partial(
-            ConvBN,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
+        conv = self.conv
         out_features = self.features * self.expansion
         y = conv(self.features, 1, name="conv1")(x, train=train)
         y = conv(self.features, 3, self.strides, name="conv2")(y, train=train)
@@ -130,27 +118,16 @@ class ResNet(nn.Module):
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False):
         check_backbone_input(images, self.min_input_size, type(self).__name__)
+        conv = conv_bn_def(self)  # The one place of the BatchNorm settings and dtypes.
         x = images.astype(self.dtype)
-        x = ConvBN(
-            self.num_filters,
-            7,
-            2,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="stem",
-        )(x, train=train)
+        x = conv(self.num_filters, 7, 2, name="stem")(x, train=train)
         x = max_pool_3x3_s2(x)
         for i, num_blocks in enumerate(self.stage_sizes):
             for j in range(num_blocks):
                 x = self.block_cls(
                     self.num_filters * 2**i,
+                    conv=conv,
                     strides=2 if i > 0 and j == 0 else 1,
-                    bn_momentum=self.bn_momentum,
-                    bn_epsilon=self.bn_epsilon,
-                    dtype=self.dtype,
-                    param_dtype=self.param_dtype,
                     name=f"stage{i + 1}_block{j + 1}",
                 )(x, train=train)
             if self.trunk == f"layer{i + 1}":

@@ -154,7 +154,7 @@ def from_timm(tensors: dict[str, np.ndarray], *, num_heads: int, where: str = "w
 
 def _flatten(tree, prefix=()):
     for key, value in tree.items():
-        if isinstance(value, dict):
+        if hasattr(value, "items"):
             yield from _flatten(value, (*prefix, key))
         else:
             yield (*prefix, key), value
@@ -196,6 +196,62 @@ def from_big_vision(tensors: dict[str, np.ndarray], *, classifier: str = "token"
             zero = np.zeros((1, 1, posemb.shape[-1]), np.float32)
             params["pos_embedding"] = np.concatenate([zero, posemb], axis=1)
     return params
+
+
+def convert(tensors: dict[str, np.ndarray], source: str, model, *, where: str) -> dict:
+    """The file's tensors as this ViT's params (NumPy), by `source`'s names and layouts."""
+    if source == "timm":
+        return from_timm(tensors, num_heads=model.num_heads, where=where)
+    if source == "big_vision":
+        return from_big_vision(tensors, classifier=model.classifier, where=where)
+    raise ValueError(f"`source` must be one of {list(SOURCES)}, got {source!r}.")
+
+
+def import_params(
+    tensors: dict[str, np.ndarray], model, target_params: dict, *, source: str, where: str
+) -> tuple[dict, list[str]]:
+    """The file's tensors fitted to `target_params` (a ViT's params: arrays or
+    ShapeDtypeStructs, e.g. inside a training state): position embeddings resampled to the
+    target's grid (`model.posemb_grid`, else square), the patch kernel to the target's patch
+    size; a head of another size (or none in the file) is the target's own (returned in
+    `fresh`). Returns (params as NumPy, fresh module paths).
+
+    Raises:
+      ValueError: naming tensors that are missing, unexpected or mis-shaped.
+    """
+    params = convert(tensors, source, model, where=where)
+    kernel = target_params["embedding"]["kernel"].shape
+    if params["embedding"]["kernel"].shape[:2] != tuple(kernel[:2]):
+        params["embedding"]["kernel"] = np.asarray(
+            resample_patch_kernel(jnp.asarray(params["embedding"]["kernel"]), tuple(kernel[:2]))
+        )
+    prefix = model.num_prefix_tokens
+    file_rows = params["pos_embedding"].shape[1] - prefix
+    target_rows = target_params["pos_embedding"].shape[1] - prefix
+    if file_rows != target_rows:
+        grid = (
+            tuple(model.posemb_grid)
+            if model.posemb_grid is not None
+            else posemb_grid_shape(target_rows, "the model's pos_embedding")
+        )
+        params["pos_embedding"] = np.asarray(
+            resample_posemb(
+                jnp.asarray(params["pos_embedding"]),
+                grid,
+                old_grid=posemb_grid_shape(file_rows, f"{where}: pos_embedding"),
+                num_prefix_tokens=prefix,
+            )
+        )
+    fresh = []
+    head = target_params.get("head")
+    if head is not None and (
+        "head" not in params or params["head"]["kernel"].shape != tuple(head["kernel"].shape)
+    ):
+        params["head"] = jax.tree.map(np.asarray, dict(head))
+        fresh.append("head")
+    want = {p: tuple(v.shape) for p, v in _flatten(dict(target_params))}
+    _compare(want, params, model, where)
+    return params, fresh
 
 
 def load(
@@ -241,10 +297,7 @@ def load(
     if source == "big_vision":
         model_fields.setdefault("gelu_approximate", True)
     probe = get_model(name, num_classes=1, **model_fields)
-    if source == "timm":
-        params = from_timm(tensors, num_heads=probe.num_heads, where=where)
-    else:
-        params = from_big_vision(tensors, classifier=probe.classifier, where=where)
+    params = convert(tensors, source, probe, where=where)
 
     file_classes = params["head"]["kernel"].shape[-1] if "head" in params else None
     classes = num_classes or file_classes
@@ -298,10 +351,14 @@ def load(
 def _check_shapes(model, params, grid, patch_size, where) -> None:
     sample = jax.ShapeDtypeStruct((1, grid[0] * patch_size, grid[1] * patch_size, 3), jnp.float32)
     expected = jax.eval_shape(model.init, jax.random.key(0), sample)["params"]
-    want = dict(_flatten(jax.tree.map(lambda x: tuple(x.shape), expected)))
+    want = {p: tuple(v.shape) for p, v in _flatten(expected)}
     if model.patch_embedding_size is not None:
         size = model.patch_embedding_size
         want[("embedding", "kernel")] = (size, size, *want[("embedding", "kernel")][2:])
+    _compare(want, params, model, where)
+
+
+def _compare(want: dict, params: dict, model, where: str) -> None:
     got = {p: tuple(np.shape(v)) for p, v in _flatten(params)}
     missing = sorted("/".join(p) for p in want if p not in got)
     extra = sorted("/".join(p) for p in got if p not in want)

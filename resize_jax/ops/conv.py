@@ -185,6 +185,16 @@ def _conv_native_bwd(residuals, g):
 _conv_native.defvjp(_conv_native_fwd, _conv_native_bwd)
 
 
+def _placed_on_cpu() -> bool:
+    """Whether computations traced now default to a CPU (the default device, else the default
+    backend). Elsewhere the native kernels are not even looked up: a GPU or TPU host has no
+    use for them, nor for the C++ compiler that builds them."""
+    device = jax.config.jax_default_device
+    if device is not None:
+        return getattr(device, "platform", device) == "cpu"
+    return jax.default_backend() == "cpu"
+
+
 def native_eligible(x: jnp.ndarray, w: jnp.ndarray) -> bool:
     """Whether `conv2d_same(x, w)` uses the native CPU kernels (when run on CPU)."""
     return (
@@ -196,6 +206,7 @@ def native_eligible(x: jnp.ndarray, w: jnp.ndarray) -> bool:
         and w.shape[0] % 2 == 1
         and x.shape[-1] == w.shape[2]
         and (w.shape[2] % _LANES == 0 or w.shape[3] % _LANES == 0)
+        and _placed_on_cpu()
         and native.available()
     )
 

@@ -7,7 +7,7 @@ The grid convention (the one convention of the whole library):
 
 So a coordinate `g` on an axis of `n` pixels lands on pixel position `(g + 1) / 2 * (n - 1)`
 (PyTorch's `grid_sample(..., align_corners=True)`, which the saliency sampler's public code
-and `shared/bench/reference_torch.py` use). Consequences: `identity_grid` reproduces the
+and `benchmarks/reference_torch.py` use). Consequences: `identity_grid` reproduces the
 image exactly, and sampling an image on the uniform grid `linspace(-1, 1, m)` is a resize
 with align-corners semantics (sample `o` at input position `o * (n - 1) / (m - 1)`), which
 is *not* the half-pixel-centre `resize_jax.ops.resize`.

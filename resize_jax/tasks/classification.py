@@ -1,4 +1,5 @@
-"""Classification: cross-entropy with label smoothing; top-1 and top-5 accuracy."""
+"""Classification: cross-entropy with label smoothing; top-1 and (over 5 classes) top-5
+accuracy."""
 
 from __future__ import annotations
 
@@ -74,18 +75,21 @@ class Classification(Task):
         del aux  # Unused.
         mask = batch["mask"].astype(jnp.float32)
         loss = smoothed_cross_entropy(outputs, batch["label"], 0.0)
-        return {
+        stats = {
             "count": mask.sum(),
             "loss": (loss * mask).sum(),
             "top1": (topk_correct(outputs, batch["label"], 1) * mask).sum(),
-            "top5": (topk_correct(outputs, batch["label"], 5) * mask).sum(),
         }
+        if outputs.shape[-1] > 5:  # with 5 classes or fewer top-5 is always 1: not reported
+            stats["top5"] = (topk_correct(outputs, batch["label"], 5) * mask).sum()
+        return stats
 
     def finalize(self, total):
         count = max(float(total["count"]), 1.0)
-        return {
+        metrics = {
             "loss": float(total["loss"]) / count,
             "top1": float(total["top1"]) / count,
-            "top5": float(total["top5"]) / count,
-            "count": float(total["count"]),
         }
+        if "top5" in total:
+            metrics["top5"] = float(total["top5"]) / count
+        return {**metrics, "count": float(total["count"])}

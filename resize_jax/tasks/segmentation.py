@@ -33,8 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from resize_jax import ops
 from resize_jax.frontends.base import resize_to_input
+from resize_jax.frontends.saliency import unwarp_dense
 from resize_jax.ops.checks import check_images
 from resize_jax.tasks.base import Task, register_task
 
@@ -57,15 +57,7 @@ def full_resolution_logits(
     grid = aux.get("grid", aux.get("frontend", {}).get("grid"))
     if grid is None:
         return resize_to_input(outputs, output_shape)
-    check_images(outputs, "outputs")
-    if isinstance(grid, ops.SeparableGrid):
-        warped_shape = (int(grid.y.shape[1]), int(grid.x.shape[1]))
-    else:
-        warped_shape = (int(grid.shape[1]), int(grid.shape[2]))
-    outputs = outputs.astype(jnp.float32)
-    if tuple(outputs.shape[1:3]) != warped_shape:
-        outputs = ops.resize(outputs, warped_shape)
-    return ops.unwarp(outputs, grid, output_shape, iterations=iterations)
+    return unwarp_dense(outputs, grid, output_shape, iterations=iterations)
 
 
 def confusion_matrix(

@@ -3,3 +3,7 @@
 Each is a command (`python -m resize_jax.tools.demo`, ...). They need the training extra, and
 the figures need matplotlib (the viz extra).
 """
+
+from resize_jax.extras import require
+
+require("train", "resize_jax.tools")

@@ -5,24 +5,30 @@
 
 The model is rebuilt from the workdir's `config.json` and its newest checkpoint. Images of
 any size and format that TensorFlow decodes (PNG, JPEG, GIF, BMP; grey is made RGB) are first
-brought to the run's input size (`config.data.image_size`, e.g. 128×128 for the demo) exactly
-as its evaluation data was: the central box with that aspect ratio (shrunk by
-`config.data.eval_crop_fraction`: 1.0 for the generated sets, 0.875 for natural-image sets),
-resized with antialiased bilinear and mapped to `config.data.value_range`. Then, per image
-`<name>` in `--out`:
+brought to the run's input size (`config.data.image_size`, e.g. 128×128 for the demo) with an
+antialiased bilinear resize and mapped to `config.data.value_range`:
+
+- `--view=whole` (default): the whole image, resized to the input size; a different aspect
+  ratio is stretched (the printed line says by how much), nothing is cut off;
+- `--view=eval`: the run's evaluation view, the central box of the input's aspect ratio
+  shrunk by `config.data.eval_crop_fraction` (1.0 for folders and generated sets, 0.875 for
+  ImageNet-style sets), as the reported metrics saw their images.
+
+Then, per image `<name>` in `--out`:
 
 - `<name>_input.png`: that input (what the front-end gets);
 - `<name>_seen.png`: the front-end's output at its own size, e.g. 32×32 (what the network
-  sees; values outside the value range clipped);
+  sees; values outside the value range clipped, the panel says how far they went);
 - `<name>_panel.png`: both side by side, magnified, plus for a learned resizer the
   difference to its skip path, and for a saliency sampler the saliency map and the sampling
   grid drawn over the input.
 
-The network's predicted class (index and probability) is printed for each image; for a
-regression run (e.g. gaze) its prediction instead, in the targets' original units (the
-normalisation statistics the run recorded in its config.json are undone). Unreadable
-files and workdirs without a checkpoint stop the command with an error naming them, before
-anything is written.
+One line per image says what was done and the network's prediction: the predicted class
+(its name when the workdir has the dataset's class names, else its index) with its
+probability, or for a regression run (e.g. gaze) its prediction in the targets' original
+units (the normalisation statistics the run recorded in its config.json are undone).
+Unreadable files and workdirs without a checkpoint stop the command with an error naming
+them, before anything is written.
 """
 
 from __future__ import annotations
@@ -36,13 +42,25 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from resize_jax import ops
+from resize_jax import console, ops
+
+if __name__ == "__main__":
+    console.import_tensorflow_quietly()
+
 from resize_jax.train import build
 from resize_jax.train.workdir import TrainedRun, describe, load_run
 
+VIEWS = ("whole", "eval")
 
-def load_image(path: str, run: TrainedRun) -> np.ndarray:
-    """The file at `path` as the run's evaluation pipeline would deliver it: f32[H, W, 3].
+
+def load_image(path: str, run: TrainedRun, view: str = "eval") -> np.ndarray:
+    """The file at `path` as the run's input: f32[H, W, 3] in the data's value range.
+
+    Args:
+      path: an image file.
+      run: the trained run (its input size and value range).
+      view: "whole" (the whole image resized to the input size) or "eval" (the run's
+        evaluation view: its central crop).
 
     Raises:
       ValueError: naming `path` when it cannot be read or decoded as an image.
@@ -57,6 +75,8 @@ def load_image(path: str, run: TrainedRun) -> np.ndarray:
             encoded = f.read()
     except OSError as error:
         raise ValueError(f"`images`: cannot read {path!r} ({error.strerror}).") from error
+    if view not in VIEWS:
+        raise ValueError(f"`view` must be one of {VIEWS}, got {view!r}.")
     resolved = resolve(run.config.data)
     options = preprocess.Options(
         task="classification",  # Only the image is used; its label is a placeholder.
@@ -71,8 +91,14 @@ def load_image(path: str, run: TrainedRun) -> np.ndarray:
         ignore_label=resolved.ignore_label,
     )
     try:
-        example = {"image": tf.constant(encoded), "label": tf.constant(0, tf.int64)}
-        image = preprocess.preprocess(example, None, options, train=False)["image"]
+        if view == "whole":
+            decoded = tf.cast(preprocess.decode_image(tf.constant(encoded)), tf.float32)
+            image = tf.image.resize(decoded, run.image_size, "bilinear", antialias=True)
+            low, high = resolved.value_range
+            image = tf.clip_by_value(image, 0.0, 255.0) * ((high - low) / 255.0) + low
+        else:
+            example = {"image": tf.constant(encoded), "label": tf.constant(0, tf.int64)}
+            image = preprocess.preprocess(example, None, options, train=False)["image"]
         return np.asarray(image, np.float32)
     except (tf.errors.InvalidArgumentError, ValueError) as error:
         raise ValueError(
@@ -88,6 +114,36 @@ def _tf_message(error: Exception) -> str:
     return re.sub(r"\s*\[Op:.*$", "", text).strip()
 
 
+def image_shape(path: str) -> tuple[int, int]:
+    """(H, W) of the image file at `path` (read from its header)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.height, image.width
+
+
+def what_was_done(path: str, run: TrainedRun, view: str) -> str:
+    """One line: the file's size, how it became the run's input, and the front-end."""
+    height, width = image_shape(path)
+    out_h, out_w = run.image_size
+    if view == "whole":
+        how = f"whole image resized to {out_h}×{out_w}"
+        stretch = (out_w / out_h) / (width / height)
+        if abs(stretch - 1.0) > 0.01:
+            how += f" (aspect {width / height:.2f} → {out_w / out_h:.2f})"
+    else:
+        from resize_jax.data.config import resolve
+
+        fraction = resolve(run.config.data).eval_crop_fraction
+        how = f"central crop ({fraction:g} of the largest {out_w / out_h:.2f}-aspect box)"
+        how += f" resized to {out_h}×{out_w}"
+    frontend = run.config.frontend
+    seen = ""
+    if frontend.name != "none":
+        seen = " → " + "×".join(str(v) for v in frontend.output_shape)
+    return f"{height}×{width} → {how} → {describe(run.config)}{seen}"
+
+
 def _names(paths: Sequence[str]) -> list[str]:
     # Output names from the file names; a repeated name gets its position appended.
     stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
@@ -100,19 +156,21 @@ def _save_png(path: str, image: np.ndarray) -> None:
     Image.fromarray(np.round(image * 255).astype(np.uint8)).save(path)
 
 
-def apply(workdir: str, paths: Sequence[str], out: str) -> list[dict]:
+def apply(workdir: str, paths: Sequence[str], out: str, view: str = "whole") -> list[dict]:
     """Runs `workdir`'s front-end (and network) on the images at `paths`; writes into `out`.
 
-    Returns, per image, {"name", "files": [written paths], "class": int, "probability"}, or
-    for a regression run {"name", "files", "prediction": [D floats in the targets' units]}.
-    Raises ValueError naming the workdir or the file that cannot be used.
+    Returns, per image, {"name", "files": [written paths], "done": what was done (one line),
+    "class": int, "class_name": str or None, "probability"}, or for a regression run
+    {"name", "files", "done", "prediction": [D floats in the targets' units]}. Raises
+    ValueError naming the workdir, the view or the file that cannot be used.
     """
     from resize_jax.tools import figures
 
     if not paths:
         raise ValueError("`images`: give at least one image file.")
     run = load_run(workdir)
-    images = np.stack([load_image(p, run) for p in paths])  # All checked before any write.
+    # All checked before any write.
+    images = np.stack([load_image(p, run, view) for p in paths])
     os.makedirs(out, exist_ok=True)
     logits, aux = jax.jit(lambda v, x: run.model.apply(v, x, train=False))(run.variables, images)
     task = build.build_task(run.config)
@@ -134,7 +192,12 @@ def apply(workdir: str, paths: Sequence[str], out: str) -> list[dict]:
         _save_png(files[1], seen[i])
         h, w = seen.shape[1:3]
         panels = [(f"input {images.shape[1]}×{images.shape[2]}", shown[i])]
-        panels.append((f"what the network sees {h}×{w}", seen[i]))
+        values = np.asarray(aux["resized"][i])
+        note = ""
+        if values.min() < low or values.max() > high:
+            note = f"\n(values {values.min():.2f}..{values.max():.2f}, "
+            note += f"shown clipped to [{low:g}, {high:g}])"
+        panels.append((f"what the network sees {h}×{w}{note}", seen[i]))
         title = f"{os.path.basename(paths[i])} through {describe(run.config)} ({workdir})"
         if "skip" in frontend_aux:
             skip = np.asarray(frontend_aux["skip"][i])
@@ -154,16 +217,21 @@ def apply(workdir: str, paths: Sequence[str], out: str) -> list[dict]:
             )
         else:
             figures.panel(files[2], panels, title=title)
+        done = what_was_done(paths[i], run, view)
         if predictions is not None:
-            results.append({"name": name, "files": files, "prediction": predictions[i].tolist()})
+            prediction = predictions[i].tolist()
+            results.append({"name": name, "files": files, "done": done, "prediction": prediction})
             continue
         top = int(np.argmax(probabilities[i]))
+        names = run.class_names
         results.append(
             {
                 "name": name,
                 "files": files,
                 "class": top,
+                "class_name": names[top] if names and top < len(names) else None,
                 "probability": float(probabilities[i, top]),
+                "done": done,
             }
         )
     return results
@@ -175,18 +243,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--workdir", required=True, help="a trained run's workdir")
     parser.add_argument("--out", required=True, help="directory for the PNGs")
+    parser.add_argument(
+        "--view",
+        choices=VIEWS,
+        default="whole",
+        help="whole: the whole image resized to the run's input size (default); "
+        "eval: the run's evaluation crop",
+    )
     parser.add_argument("images", nargs="+", help="image files (any size)")
+    console.add_verbosity_argument(parser)
     args = parser.parse_args(argv)
+    console.quiet_logging(args.verbosity)
     try:
-        results = apply(args.workdir, args.images, args.out)
+        results = apply(args.workdir, args.images, args.out, args.view)
     except ValueError as error:
         parser.exit(2, f"error: {error}\n")
     for path, result in zip(args.images, results, strict=True):
         if "prediction" in result:
             said = "prediction " + ", ".join(f"{v:.4g}" for v in result["prediction"])
         else:
-            said = f"class {result['class']} (p={result['probability']:.2f})"
-        print(f"{path}: {said}; wrote " + ", ".join(result["files"]))
+            label = result["class_name"] or f"class {result['class']}"
+            said = f"{label!r} (p={result['probability']:.2f})"
+        print(f"{path}: {result['done']}: {said}")
+    print(f"wrote {len(results) * 3} PNGs to {args.out} (<name>_input, _seen, _panel)")
 
 
 if __name__ == "__main__":

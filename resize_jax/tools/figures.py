@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from resize_jax.extras import require
+
+require("viz", "resize_jax.tools.figures")
+
 import matplotlib
 
 matplotlib.use("Agg")  # Files only: no display is needed or wanted (CI, servers).

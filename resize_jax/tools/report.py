@@ -46,6 +46,7 @@ from resize_jax.train.workdir import (
     image_size,
     load_config,
     load_run,
+    read_class_names,
 )
 from resize_jax.train.writer import read_metrics
 
@@ -233,11 +234,34 @@ def _order(run: Run) -> tuple:
     )
 
 
+def _final_step(run: Run) -> int:
+    steps = [step for step, _ in run.eval_curve] or [0]
+    return max(steps)
+
+
 def _groups(runs: Sequence[Run]) -> list[list[Run]]:
     groups: dict[str, list[Run]] = {}
     for run in sorted(runs, key=_order):
         groups.setdefault(run.group, []).append(run)
-    return list(groups.values())
+    # Two workdirs with the same config and seed are one experiment (a copy, or a run and its
+    # resumed continuation), not two seeds: keep the one evaluated last, say which was left out.
+    deduplicated = []
+    for group in groups.values():
+        by_seed: dict[int, Run] = {}
+        for run in group:
+            kept = by_seed.get(run.seed)
+            if kept is None or _final_step(run) > _final_step(kept):
+                by_seed[run.seed] = run
+        dropped = [run for run in group if by_seed[run.seed] is not run]
+        for run in dropped:
+            logging.warning(
+                "%s repeats the config and seed %d of %s: counted once (the later one).",
+                run.workdir,
+                run.seed,
+                by_seed[run.seed].workdir,
+            )
+        deduplicated.append([run for run in group if run not in dropped])
+    return deduplicated
 
 
 def _group_record(group: list[Run]) -> dict:
@@ -395,6 +419,9 @@ def render_markdown(runs: Sequence[Run], groups: Sequence[dict], figures: Sequen
         "initialisation) to the final evaluation, per run (mean over seeds). Both depend on the "
         "machine and its load.",
     ]
+    class_names = read_class_names(first.workdir)
+    if class_names:
+        parts += ["", f"Classes ({len(class_names)}): " + ", ".join(class_names) + "."]
     rows = paper_layout(groups)
     if rows:
         parts += ["", "## The learned-resizer paper's layout", "", _paper_table(rows)]

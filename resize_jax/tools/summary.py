@@ -153,9 +153,20 @@ def classifier_names() -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="*", default=None, help=f"of {model_names()}")
-    parser.add_argument("--input-size", type=int, default=448)
-    parser.add_argument("--output-size", type=int, default=224)
-    parser.add_argument("--num-classes", type=int, default=1000)
+    # Underscores as in the other commands; the dashed spellings still parse.
+    parser.add_argument(
+        "--input_size", "--input-size", type=int, default=448, help="side of the input images"
+    )
+    parser.add_argument(
+        "--output_size",
+        "--output-size",
+        type=int,
+        default=224,
+        help="side of the front-ends' output (the backbone's input)",
+    )
+    parser.add_argument(
+        "--num_classes", "--num-classes", type=int, default=1000, help="classifier outputs"
+    )
     args = parser.parse_args(argv)
     front = frontend_costs(args.input_size, args.output_size)
     print(

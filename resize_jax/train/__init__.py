@@ -1,5 +1,9 @@
 """Training: train state, sharded steps, optimizers, checkpoints, metrics, the loop."""
 
+from resize_jax.extras import require
+
+require("train", "resize_jax.train")
+
 from resize_jax.train.loop import (
     TrainResult,
     evaluate,

@@ -7,7 +7,7 @@ checkpoint wins over all of them and is decided by the loop before this runs):
   2. `config.frontend.saliency_net_weights` (+ `saliency_net_weights_source`): a ResNet
      file into the saliency sampler's trunk (`saliency_net="resnet18_layer3"`).
   3. `config.init_from` + `config.init_parts`, then each rule of `config.init_rules`:
-     variables copied from other runs' latest checkpoints (or `resize_jax.models.convert`
+     variables copied from other runs' latest checkpoints (or `resize_jax.tools.convert`
      outputs), selected by path patterns.
 
 Path patterns name variables by their '/'-joined path without the collection
@@ -107,6 +107,10 @@ def load_pretrained(
     logging.info("Loaded %s weights from %s into %s.", source, path, "/".join(where))
     new = {}
     for collection in _COLLECTIONS:
+        if not target[collection] and not conversion.variables[collection]:
+            # Nothing of this collection here (a backbone without BatchNorm, e.g. a ViT).
+            new[collection] = getattr(state, collection)
+            continue
         loaded = jax.tree.map(
             lambda s, t: jax.device_put(np.asarray(s, t.dtype), t.sharding),
             conversion.variables[collection],

@@ -25,6 +25,7 @@ from resize_jax.train import (
     build,
     checkpoint,
     config_check,
+    images,
     init_from,
     memory_check,
     optim,
@@ -32,6 +33,7 @@ from resize_jax.train import (
     signals,
     workdir_guard,
 )
+from resize_jax.train import workdir as run_files
 from resize_jax.train.state import TrainState
 from resize_jax.train.step import make_eval_step, make_train_step
 from resize_jax.train.writer import Progress, make_writer
@@ -129,6 +131,46 @@ def evaluate(eval_step, state, task, config, mesh, stop=None) -> dict[str, float
     return task.finalize(total)
 
 
+def _describe_run(config, info, state, start: int, workdir: str) -> str:
+    """One line saying what the run trains, on what, and where it writes."""
+    size = "×".join(str(v) for v in info.image_shape[:2])
+    frontend = config.frontend.name
+    if frontend != "none":
+        size += f" → {frontend} → " + "×".join(str(v) for v in config.frontend.output_shape)
+    classes = f", {info.num_classes} classes" if info.task == "classification" else ""
+    resumed = f", resuming at step {start}" if start else ""
+    params = count_params(state.variables)["trainable"]
+    return (
+        f"{config.data.name}: {info.num_train} train / {info.num_eval} eval images{classes}; "
+        f"{size} → {config.model.name} ({params:,} parameters); "
+        f"{config.num_train_steps} steps of {config.batch_size} on {jax.device_count()} "
+        f"device(s){resumed}; workdir {workdir}"
+    )
+
+
+def _picture_writer(config, model, writer):
+    """`write(state, step)`: TensorBoard pictures of the front-end on the first
+    `config.eval_images` eval images (`resize_jax.train.images`); a no-op when that is 0."""
+    count = int(config.get("eval_images", 4))
+    if count <= 0 or jax.process_count() > 1:
+        # Several processes would each need the same global batch: pictures are a
+        # single-process convenience.
+        return lambda state, step: None
+    batch = next(iter(data.eval_iterator(config.data, batch_size=count)))
+    sample = np.asarray(batch["image"][: int(batch["mask"].sum())])
+    apply_fn = jax.jit(functools.partial(model.apply, train=False))
+    value_range = tuple(config.data.get("value_range", (0.0, 1.0)))
+    has_frontend = getattr(model, "frontend", None) is not None
+
+    def write(state, step):
+        pictures = images.frontend_pictures(
+            apply_fn, state.variables, sample, value_range, has_frontend=has_frontend
+        )
+        writer.write_images(step, {f"eval_images/{k}": v for k, v in pictures.items()})
+
+    return write
+
+
 def train_and_evaluate(config, workdir: str) -> TrainResult:
     """Trains `config.num_train_steps` steps with periodic eval/checkpoints; resumes if it can.
 
@@ -179,20 +221,24 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
                 )
             restored = store.restore_latest(state)
             workdir_guard.write_config(recorded, workdir)
+            if jax.process_index() == 0:
+                run_files.write_dataset_info(workdir, info)
             # Pretrained files and other runs' parts apply only when there is nothing to resume.
             state = restored if restored is not None else init_from.initialize(config, state, model)
+            if jax.process_index() == 0:
+                start = int(jax.device_get(state.step))
+                logging.info("%s", _describe_run(config, info, state, start, workdir))
             return _train(
                 config,
                 workdir,
-                model,
-                task,
-                mesh,
                 state,
-                train_step,
-                first,
-                train_batches,
-                store,
-                stop,
+                model=model,
+                task=task,
+                mesh=mesh,
+                train_step=train_step,
+                batches=itertools.chain([first], train_batches),
+                store=store,
+                stop=stop,
             )
         finally:
             # Every exit path (an exception, a NaN, KeyboardInterrupt) completes the save
@@ -202,8 +248,10 @@ def train_and_evaluate(config, workdir: str) -> TrainResult:
 
 
 def _train(
-    config, workdir, model, task, mesh, state, train_step, first, train_batches, store, stop
+    config, workdir, state, *, model, task, mesh, train_step, batches, store, stop
 ) -> TrainResult:
+    """The loop proper, from `state`'s step: `batches` is the whole deterministic stream
+    from step 1; `store` holds the checkpoints, `stop` the stop request."""
     num_steps = int(config.num_train_steps)
     start = int(jax.device_get(state.step))
     writer = make_writer(workdir)
@@ -222,9 +270,10 @@ def _train(
         out_shardings=replicated,
     )
     run_eval = functools.partial(evaluate, eval_step, task=task, config=config, mesh=mesh)
+    write_pictures = _picture_writer(config, model, writer)
 
     # Resuming replays the deterministic stream: skip what the first `start` steps consumed.
-    batches = itertools.islice(itertools.chain([first], train_batches), start, None)
+    batches = itertools.islice(batches, start, None)
     progress = Progress(num_steps, config.batch_size, start)
     history: list[dict[str, jax.Array]] = []
     eval_metrics: dict[str, float] = {}
@@ -258,6 +307,7 @@ def _train(
         if eval_every and step % eval_every == 0 and step != num_steps:
             eval_metrics = run_eval(state) or {}
             writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
+            write_pictures(state, step)
         if save_now:
             store.save(state)
             last_saved = step
@@ -279,6 +329,11 @@ def _train(
         else:
             eval_metrics = final
             writer.write_scalars(final_step, {f"eval/{k}": v for k, v in eval_metrics.items()})
+            write_pictures(state, final_step)
     writer.flush()
-    logging.info("Finished at step %d; eval: %s", int(jax.device_get(state.step)), eval_metrics)
+    logging.info(
+        "Finished at step %d; eval: %s",
+        int(jax.device_get(state.step)),
+        ", ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items()),
+    )
     return TrainResult(state=state, eval_metrics=eval_metrics, preempted=preempted)

@@ -1,7 +1,8 @@
 """A finished run, read back from its workdir alone: its config, model and trained variables.
 
 A workdir written by `resize_jax.train.train_and_evaluate` holds `config.json` (the run's
-config), `metrics.jsonl` and `checkpoints/` (orbax). `load_run(workdir)` rebuilds the model
+config), `dataset.json` (the dataset's task, sizes and class names), `metrics.jsonl`,
+TensorBoard events and `checkpoints/` (orbax). `load_run(workdir)` rebuilds the model
 from the config and restores the newest checkpoint's parameters and batch statistics onto one
 device, with no dataset needed: the class count is read from the checkpoint's shapes.
 """
@@ -23,6 +24,33 @@ from resize_jax.train import build
 from resize_jax.train.checkpoint import CHECKPOINT_DIR, step_directory, verify_step
 
 CONFIG_FILE = "config.json"
+DATASET_FILE = "dataset.json"
+
+
+def write_dataset_info(workdir: str, info) -> None:
+    """Writes `workdir/dataset.json`: the `DatasetInfo` of the run's data (task, class count
+    and names, split sizes, image shape), so that tools can name classes without the data."""
+    record = {
+        "task": info.task,
+        "num_classes": int(info.num_classes),
+        "class_names": list(info.class_names) if info.class_names else None,
+        "num_train": int(info.num_train),
+        "num_eval": int(info.num_eval),
+        "image_shape": [int(v) for v in info.image_shape],
+    }
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, DATASET_FILE), "w") as f:
+        json.dump(record, f, indent=2)
+
+
+def read_class_names(workdir: str) -> tuple[str, ...] | None:
+    """The class names a run was trained with (`dataset.json`), or None if unknown."""
+    path = os.path.join(workdir, DATASET_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        names = json.load(f).get("class_names")
+    return tuple(names) if names else None
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -68,6 +96,7 @@ class TrainedRun:
       step: the checkpoint's training step.
       num_classes: the model's output classes (read from the checkpoint).
       image_size: (H, W) of the images the run was trained on (the data config's size).
+      class_names: the dataset's class names (`dataset.json`), or None when unknown.
     """
 
     workdir: str
@@ -77,6 +106,7 @@ class TrainedRun:
     step: int
     num_classes: int
     image_size: tuple[int, int]
+    class_names: tuple[str, ...] | None = None
 
 
 def describe(config) -> str:
@@ -196,4 +226,5 @@ def load_run(workdir: str) -> TrainedRun:
         step=int(step),
         num_classes=num_classes,
         image_size=size,
+        class_names=read_class_names(workdir),
     )

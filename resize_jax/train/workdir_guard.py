@@ -23,7 +23,8 @@ CONFIG_FILE = "config.json"
 LOCK_FILE = "lock"
 
 # Fields that may change between a run and its resumption without an override: they decide
-# how often to log, evaluate and save, and how many devices share the work, never the result.
+# how often to log, evaluate and save, and how many devices share the work and how the train
+# state is laid out on them (checkpoints hold global arrays), never the result.
 BOOKKEEPING_FIELDS = (
     "log_every_steps",
     "eval_every_steps",
@@ -32,9 +33,21 @@ BOOKKEEPING_FIELDS = (
     "preemption_check_every_steps",
     "eval_batch_size",
     "num_devices",
+    "sharding",
+    "fsdp_min_size_mb",
     "distributed",
     "resume_changes",
     "data.data_dir",
+)
+# Where a fresh run's weights come from: a resumed run never reads them (its checkpoint
+# wins), so a moved or renamed file does not block resuming. `weights_source` is not here:
+# it also sets the backbone's BatchNorm and input normalisation.
+INITIAL_WEIGHT_FIELDS = (
+    "model.weights",
+    "frontend.saliency_net_weights",
+    "init_from",
+    "init_parts",
+    "init_rules",
 )
 
 
@@ -145,7 +158,7 @@ def check_resume(config, workdir: str, *, has_checkpoint: bool) -> None:
         field
         for field in sorted(saved.keys() | new.keys())
         if saved.get(field, "<absent>") != new.get(field, "<absent>")
-        and not _is_listed(field, BOOKKEEPING_FIELDS)
+        and not _is_listed(field, BOOKKEEPING_FIELDS + INITIAL_WEIGHT_FIELDS)
     ]
     refused = [field for field in differ if not _is_listed(field, allowed)]
     if refused:

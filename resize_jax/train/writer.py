@@ -79,8 +79,21 @@ def read_metrics(workdir: str) -> list[dict[str, float]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def format_duration(seconds: float) -> str:
+    """ "0:04:05", "23:59:59", "3d 04:00:00": hours and minutes, with days past 24 hours."""
+    total = max(round(seconds), 0)
+    days, rest = divmod(total, 86_400)
+    clock = f"{rest // 3600}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}d {clock}" if days else clock
+
+
 class Progress:
-    """Logs `step k/N, loss, img/s, ETA` lines; img/s over the interval since the last line."""
+    """Logs `step k/N, loss, img/s, ETA` lines; img/s over the interval since the last line.
+
+    clu's `periodic_actions.ReportProgress` reports steps/s and an ETA as platform work-unit
+    notes (one INFO line, without the loss or images/s); this line carries the training loss
+    and img/s, which a user watching a run wants, and is the loop's only line per interval.
+    """
 
     def __init__(self, num_steps: int, global_batch_size: int, start_step: int):
         self._num_steps = num_steps
@@ -100,7 +113,7 @@ class Progress:
             self._num_steps,
             loss,
             images_per_second,
-            time.strftime("%H:%M:%S", time.gmtime(eta)),
+            format_duration(eta),
         )
         self._last_step, self._last_time = step, now
         return {"images_per_second": images_per_second, "steps_per_second": steps / seconds}

@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from resize_jax.data.generated import render
-from resize_jax.data.generated.builder import GeneratedBuilder, default_and_tiny
+from resize_jax.data.generated.builder import SPLIT_SEEDS, GeneratedBuilder, default_and_tiny
 
 CLASS_NAMES = ("white", "black", "yellow", "cyan")
 # The dot colours, one per class: all far from the red marker and from each other.
@@ -85,6 +85,14 @@ def make_example(seed: tuple[int, ...], size: int = 128) -> dict[str, np.ndarray
         "label": label,
         "marker": marker,
     }
+
+
+def split_example(split: str, index: int, size: int = 128) -> dict[str, np.ndarray | int]:
+    """Example `index` of `split` ("train" or "test"), exactly as the TFDS builder writes it,
+    without building the dataset (figures and benchmarks read examples this way)."""
+    if split not in SPLIT_SEEDS:
+        raise ValueError(f"`split` must be one of {sorted(SPLIT_SEEDS)}, got {split!r}.")
+    return make_example((_SEED, SPLIT_SEEDS[split], index), size)
 
 
 class SmallDetails(GeneratedBuilder):

@@ -4,6 +4,7 @@ computes with the same weights file."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -12,12 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from resize_jax.models import vit_pretrained
 from resize_jax.models.pretrained import names
 from resize_jax.models.pretrained.assign import KERAS, TORCH, Convention, Conversion, assign
 from resize_jax.models.pretrained.files import keras_layers_by_class, read_tensors
 from resize_jax.models.registry import get_model
 
-SOURCES = ("torchvision", "timm", "keras")
+SOURCES = ("torchvision", "timm", "keras", "big_vision")
 
 # ImageNet statistics; inputs in [0, 1], normalised per channel. torchvision and timm's
 # models below use them, and so does Keras's DenseNet (`preprocess_input`'s "torch" mode).
@@ -33,12 +35,16 @@ _KERAS_BN = {"bn_epsilon": 1.001e-5, "bn_momentum": 0.99}
 class Recipe:
     """How one (source, model) pair maps onto a resize_jax backbone."""
 
-    mapping: names.Mapping
+    mapping: names.Mapping | None
     convention: Convention
     fields: dict[str, Any]
     preprocessing: dict[str, tuple[float, ...]] = dataclasses.field(
         default_factory=lambda: _IMAGENET
     )
+    # Models whose tensors do not map layer by layer (ViTs: fused q/k/v, resampled position
+    # embeddings) bring their own importer instead of a mapping:
+    # `importer(tensors, model, target_params, where=...) -> (params, fresh module paths)`.
+    importer: Any = None
 
 
 _RECIPES: dict[tuple[str, str], Recipe] = {
@@ -53,6 +59,17 @@ _RECIPES: dict[tuple[str, str], Recipe] = {
     ("timm", "efficientnet_b0"): Recipe(names.timm_efficientnet, TORCH, _TORCH_BN),
     ("keras", "densenet121"): Recipe(names.keras_densenet, KERAS, _KERAS_BN),
 }
+# timm's and big_vision's ViTs take pixels in [-1, 1]; big_vision's compute the tanh GELU.
+_VIT_INPUT = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "value_range": (0.0, 1.0)}
+for _name in vit_pretrained.TIMM_MODELS:
+    for _source, _fields in (("timm", {}), ("big_vision", {"gelu_approximate": True})):
+        _RECIPES[(_source, _name)] = Recipe(
+            None,
+            TORCH,
+            _fields,
+            _VIT_INPUT,
+            importer=functools.partial(vit_pretrained.import_params, source=_source),
+        )
 
 
 def supported() -> list[tuple[str, str]]:
@@ -187,6 +204,11 @@ def import_variables(
     """The file's tensors as `model`'s variables. A head whose size differs from the file's
     (or that the file lacks) keeps a fresh initialisation (`target`'s own values when it is
     given, else drawn from `seed`); layers past a trunk are dropped."""
+    if rec.importer is not None:
+        if target is None:
+            raise ValueError(f"{where}: this model's weights import into a given `target`.")
+        params, fresh = rec.importer(tensors, model, target["params"], where=where)
+        return Conversion({"params": params, "batch_stats": {}}, fresh, [])
     initialise_head = target is None
     target = abstract_variables(model) if target is None else target
     fresh: tuple[str, ...] = ()
@@ -256,6 +278,10 @@ def load(
       ImportError: naming the package a file format needs (`torch` for .pth).
     """
     rec = recipe(source, name)
+    if rec.importer is not None:  # ViTs: resampling at load time (`image_size=`) and more.
+        return vit_pretrained.load(
+            name, path, source=source, num_classes=num_classes, seed=seed, **model_fields
+        )
     where = f"Weights file {str(path)!r} ({source} {name})"
     tensors = read_source(path, source, name, model=_probe(name, model_fields))
     classes = file_num_classes(tensors, rec)
