@@ -1,6 +1,6 @@
 """Real-image benchmark: every front-end on `cluttered_digits`, same network, steps and seeds.
 
-    python benchmarks/real_images.py                          # the README's table
+    python benchmarks/real_images.py                          # the table in docs/saliency.md
     python benchmarks/real_images.py --runs bilinear_aa,saliency --seeds 0,1,2
     python benchmarks/real_images.py --steps 200 --out /tmp/quick   # a smoke run
 
