@@ -35,11 +35,11 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/real_images")
-    parser.add_argument("--runs", default=ALL_RUNS)
-    parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--out", default="runs/real_images", help="runs and the table go here")
+    parser.add_argument("--runs", default=ALL_RUNS, help="front-ends (the demo's run names)")
+    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds, every run")
+    parser.add_argument("--steps", type=int, default=1000, help="training steps of every run")
+    parser.add_argument("--batch_size", type=int, default=32, help="global batch size")
     parser.add_argument("--dataset", default=DATASET, help='e.g. "cluttered_digits/tiny"')
     parser.add_argument("--data_dir", default=None, help="default: <out>/tensorflow_datasets")
     parser.add_argument("--save", action="store_true", help="copy the table to benchmarks/results/")
