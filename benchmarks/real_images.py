@@ -1,6 +1,6 @@
 """Real-image benchmark: every front-end on `cluttered_digits`, same network, steps and seeds.
 
-    python benchmarks/real_images.py                          # the README's table
+    python benchmarks/real_images.py                          # the table in docs/saliency.md
     python benchmarks/real_images.py --runs bilinear_aa,saliency --seeds 0,1,2
     python benchmarks/real_images.py --steps 200 --out /tmp/quick   # a smoke run
 
@@ -14,8 +14,9 @@ learning rate (the demo's machinery: `resize_jax.tools.demo`; each run is an ord
 workdir under `--out`, reused when finished). The table goes to `<out>/results.md` and,
 with `--save`, to benchmarks/results/real_images.md.
 
-Cost on a 2-core CPU, per seed: ~1.5 min per fixed resize or saliency run, ~10 min for the
-learned resizer, ~20 min for the full-resolution run (the learned resizer and the
+Cost on an idle 2-core CPU, per seed, estimated from the demo's per-image training costs:
+~1.5 min per fixed resize or saliency run, ~10 min for the learned resizer, ~20 min for the
+full-resolution run (the learned resizer and the
 full-resolution network work on all 128×128 pixels).
 """
 
@@ -34,11 +35,11 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/real_images")
-    parser.add_argument("--runs", default=ALL_RUNS)
-    parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--out", default="runs/real_images", help="runs and the table go here")
+    parser.add_argument("--runs", default=ALL_RUNS, help="front-ends (the demo's run names)")
+    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds, every run")
+    parser.add_argument("--steps", type=int, default=1000, help="training steps of every run")
+    parser.add_argument("--batch_size", type=int, default=32, help="global batch size")
     parser.add_argument("--dataset", default=DATASET, help='e.g. "cluttered_digits/tiny"')
     parser.add_argument("--data_dir", default=None, help="default: <out>/tensorflow_datasets")
     parser.add_argument("--save", action="store_true", help="copy the table to benchmarks/results/")

@@ -63,6 +63,10 @@ def test_default_runlocal_each_frontend(frontend, data_dir, tmp_path):
     result = train_and_evaluate(config, str(tmp_path))
     assert result.eval_metrics["count"] == 24  # The tiny test split, each image once.
     _assert_learns(str(tmp_path), config)
+    # The saliency sampler's zoom scalars reach the log (sown, collected by the train step).
+    last = [r for r in read_metrics(str(tmp_path)) if "train/loss" in r][-1]
+    zoom = {"train/frontend/zoom_spread", "train/frontend/zoom_max"}
+    assert zoom <= set(last) if frontend == "saliency" else not zoom & set(last)
 
 
 @pytest.mark.parametrize(

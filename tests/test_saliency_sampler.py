@@ -294,10 +294,12 @@ def test_batch_sharded_over_a_data_mesh(variables):
         atol=1e-6 * float(np.abs(reference).max()),
     )
     unwarp = jax.jit(ops.unwarp, static_argnums=2)
+    # The random-logit network warps this grid strongly; the inverse's Newton iterations
+    # amplify the two programs' rounding to ~3e-5 (values in [0, 1]).
     np.testing.assert_allclose(
         unwarp(out, aux["grid"], (40, 48)),
         unwarp(np.asarray(out), np.asarray(aux["grid"]), (40, 48)),
-        atol=1e-5,
+        atol=1e-4,
     )
 
 

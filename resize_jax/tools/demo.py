@@ -13,6 +13,11 @@ classical baseline), a fixed bicubic resize, the learned resizer, the saliency s
 network on the 128×128 input: the upper bound, trained for the first seed only unless
 `--full_res_all_seeds`, as it costs as much as the five others together).
 
+Then, on real images: `cluttered_digits` (a handwritten digit scan among fragments of others,
+from images that ship with scikit-learn), the antialiased resize against the saliency
+sampler, 1000 steps, first seed, into `<out>/cluttered_digits/` with its own results.md and
+figures (`--real_dataset ""` skips it; `--real_runs`, `--real_seeds`, `--real_steps`).
+
 Progress: one line per run and per 25 steps, each with the demo's elapsed time and ETA.
 Each run is an ordinary workdir `<out>/<run>_seed<k>` (config.json, metrics.jsonl,
 checkpoint), so `python -m resize_jax.tools.report <out>` rebuilds the same `results.md`,
