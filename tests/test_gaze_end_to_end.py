@@ -66,5 +66,7 @@ def test_apply_reports_the_gaze_point_in_centimetres(run, tmp_path, capsys):
     np.testing.assert_allclose([r["prediction"] for r in results], expected, rtol=1e-5)
     assert all(os.path.exists(f) for r in results for f in r["files"])
     apply.main(["--workdir", workdir, "--out", str(tmp_path / "cli"), paths[0]])
-    assert f"{paths[0]}: prediction " in capsys.readouterr().out
+    line = capsys.readouterr().out.splitlines()[0]
+    said = ", ".join(f"{v:.4g}" for v in results[0]["prediction"])
+    assert line.startswith(f"{paths[0]}: ") and line.endswith(f": prediction {said}")
     assert os.path.exists(csv_path)

@@ -17,11 +17,14 @@ Construction (a 128×128 RGB image; every random choice comes from a generator s
   `x = 8 g_x`, `y = −9 − 6 g_y`, so x ∈ [−8, 8] cm and y ∈ [−15, −3] cm.
 - Every shape is antialiased (4×4 supersampling); pixel noise σ = 0.02 on top.
 
-Why a 128→32 uniform resize loses most of it: the pupils move by at most 1.2–3 px at full
+Why a 128→32 resize loses most of it: the pupils move by at most 1.2–3 px at full
 resolution, a third to three quarters of a pixel at 32×32, where a whole eye covers about
-one pixel and the dark distractor dots look alike. A front-end that magnifies the two eyes
-(the saliency sampler, as in Recasens et al.'s gaze experiments) reads the pupils' offsets
-directly. The face's position and size are random, so no fixed crop does that.
+one pixel and the dark distractor dots look alike. An antialiased (area) resize averages each
+eye into that pixel; a plain bilinear resize reads 2 of every 4 pixels and keeps a pupil's
+edge as an aliased sample, so it keeps part of the signal (docs/gaze.md has the measured
+errors). A front-end that magnifies the two eyes (the saliency sampler, as in Recasens et
+al.'s gaze experiments) reads the pupils' offsets directly. The face's position and size are
+random, so no fixed crop does that.
 
 Extra features for figures and tests: "gaze_direction" (g_x, g_y), "eyes" f32[2, 2], the
 centres (x, y) of the left and right eye in the grid convention of `resize_jax.ops` ([-1, 1],
