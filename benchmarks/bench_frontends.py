@@ -350,7 +350,19 @@ def main(args):
                         args.reps,
                         args.warmup,
                     )
-                    rounds[name]["reference"][setting].append(run_reference(cmd))
+                    result = run_reference(cmd)
+                    rounds[name]["reference"][setting].append(result)
+                    print(
+                        f"round {r + 1}/{args.rounds} {name} reference {setting}: "
+                        + (
+                            result["error"]
+                            if "error" in result
+                            else f"{result['infer_img_per_s']:.1f} / "
+                            f"{result['train_img_per_s']:.1f} img/s"
+                        ),
+                        file=sys.stderr,
+                        flush=True,
+                    )
             print(
                 f"round {r + 1}/{args.rounds} {name}: {case.batch / infer_s:.1f} / "
                 f"{case.batch / train_s:.1f} img/s",
