@@ -184,7 +184,8 @@ def _check(command: str, run, tmp) -> str:
         return "drawn"
     tools = ("resize_jax.tools.evaluate", "resize_jax.tools.apply", "resize_jax.tools.report")
     inputs = [a.split("=")[-1] for a in rest if not a.startswith("-")]
-    if module in tools and all(os.path.exists(a) for a in inputs if "/" in a or "." in a):
+    found = all(os.path.exists(a) for a in inputs if "/" in a or "." in a)
+    if module in tools and rest and found:
         if module == "resize_jax.tools.report":
             rest = [*rest, "--no_figures"]
             if "--out" not in rest:
@@ -248,7 +249,7 @@ def test_benchmark_commands(tmp_path):
                 "except SystemExit as e:\n    assert e.code in (0, 1, None), e.code"
                 for s in scripts
             ),
-            "sys.argv = ['x', '--modes', 'bilinear', '--num_train', '8', '--num_test', '4',"
+            "sys.argv = ['x', '--modes', 'bilinear', '--num_train', '32', '--num_test', '4',"
             " '--epochs', '1']",
             "runpy.run_path('benchmarks/small_details_separability.py', run_name='__main__')",
         ]
