@@ -141,7 +141,9 @@ def _run_main(module_name, args):
             try:
                 runpy.run_module(module_name, run_name="__main__")
             except SystemExit as exit_:
-                assert exit_.code in (0, None), f"{module_name} {args} exited with {exit_.code}"
+                # absl's --help exits with 1, argparse's with 0.
+                ok = (0, None, 1) if args == ["--help"] else (0, None)
+                assert exit_.code in ok, f"{module_name} {args} exited with {exit_.code}"
     finally:
         sys.argv = saved_argv
     return stdout.getvalue()
