@@ -44,7 +44,10 @@ def shown_commands() -> list[tuple[str, str]]:
         for block in re.findall(r"```(?:sh|bash|shell)\n(.*?)```", text, flags=re.S):
             for line in block.replace("\\\n", " ").splitlines():
                 line = re.split(r"\s#", line)[0].strip()
-                if line and not line.startswith("#"):
+                if line.startswith("-") and found and found[-1][0] == page.name:
+                    # A continuation written without its backslash: part of the command above.
+                    found[-1] = (page.name, f"{found[-1][1]} {' '.join(line.split())}")
+                elif line and not line.startswith("#"):
                     found.append((page.name, " ".join(line.split())))
         prose = re.sub(r"```.*?```", "", text, flags=re.S).replace("\n", " ")
         for span in re.findall(r"`((?:\.venv/bin/)?python [^`]+)`", prose):
