@@ -157,6 +157,8 @@ _HELP_ONLY = ("resize_jax.tools.demo", "resize_jax.demo", "resize_jax.tools.summ
 
 def _check(command: str, run, tmp) -> str:
     words = shlex.split(command)
+    while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # VAR=value prefixes
+        words = words[1:]
     if words[0] == "make":
         subprocess.run(["make", "-n", *words[1:]], cwd=ROOT, check=True, capture_output=True)
         return "make -n"
