@@ -25,8 +25,8 @@ def workdirs(tmp_path_factory):
         config = demo.make_config(run, args, 0)
         config.num_train_steps, config.eval_every_steps, config.num_devices = 0, 0, 1
         state = train_and_evaluate(config, str(root / run)).state
-        with checkpoint.make_manager(str(root / run)) as manager:
-            checkpoint.save(manager, state, force=True)
+        with checkpoint.CheckpointStore(str(root / run)) as store:
+            store.save(state, force=True)
         made[run] = str(root / run)
     return made
 

@@ -20,11 +20,23 @@ def python_blocks(path: pathlib.Path) -> list[str]:
     return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
 
 
+def own_test(page: pathlib.Path) -> str | None:
+    """A test file that executes `page` itself (with the files its examples need), if any."""
+    names = (f"docs/{page.name}", f'"docs" / "{page.name}"')
+    for test in sorted((ROOT / "tests").glob("test_*.py")):
+        text = test.read_text()
+        if test.name != pathlib.Path(__file__).name and any(n in text for n in names):
+            return test.name
+    return None
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_python_blocks_run(page, tmp_path, monkeypatch):
     blocks = python_blocks(page)
     if not blocks:
         pytest.skip(f"{page.name} has no Python block")
+    if page.parent.name == "docs" and own_test(page):
+        pytest.skip(f"docs/{page.name} is executed by tests/{own_test(page)}")
     # Examples that build a generated dataset use the default data_dir: keep it in tmp.
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     namespace = {}
