@@ -27,4 +27,3 @@ def test_old_command_warns_and_runs_the_tool(old, new, monkeypatch, capsys):
     assert exit_info.value.code == 0
     # The tool's own argparse help: its options are listed.
     assert "--" in capsys.readouterr().out.split("options:")[-1]
-
