@@ -51,6 +51,8 @@ def test_data_resolver_falls_back_to_default_config():
     defaults = data.default_config()
     resolved = resolve(ml_collections.ConfigDict({"name": "small_details"}))
     assert resolved.shuffle_buffer == defaults.shuffle_buffer
-    assert resolved.crop_area_range == tuple(defaults.crop_area_range)
+    # No default of its own: the dataset's spec decides (ImageNet's for small_details).
+    assert defaults.crop_area_range is None
+    assert resolved.crop_area_range == (0.08, 1.0)
     assert resolved.ignore_label == defaults.ignore_label
     assert resolved.augment != "none"  # defaults.augment is True.

@@ -14,7 +14,7 @@ import venv
 import pytest
 
 from resize_jax import extras
-from tests.test_readme import _python_blocks
+from tests.test_docs import python_blocks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CORE = {"jax", "jaxlib", "flax", "optax", "chex", "numpy"}
@@ -62,7 +62,7 @@ def test_wheel_with_core_dependencies_runs_the_usage_block(tmp_path):
     python = tmp_path / "venv" / "bin" / "python"
     _pip("--python", str(python), "install", "--quiet", str(wheel))
 
-    usage = "\n".join(_python_blocks("Usage"))
+    (usage,) = python_blocks(ROOT / "README.md")  # The Quickstart.
     run = subprocess.run(
         [str(python), "-c", usage + _CHECK],
         # Not the checkout: `import resize_jax` must find the installed wheel.

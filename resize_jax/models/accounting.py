@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-from clu import parameter_overview
 
 from resize_jax.ops import native
 
 
 def _size(tree) -> int:
-    # clu's count (the one its parameter overview prints) reads only `.shape`, so it works on
-    # arrays and on the ShapeDtypeStructs of `jax.eval_shape(model.init, ...)`.
-    return int(parameter_overview.count_parameters(tree)) if tree else 0
+    # The same count as clu's `parameter_overview.count_parameters` (which the training log
+    # prints), written out because clu is not a core dependency. Reads only `.shape`, so it
+    # works on arrays and on the ShapeDtypeStructs of `jax.eval_shape(model.init, ...)`.
+    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
 
 
 def count_params(variables: Mapping[str, Any]) -> dict[str, int]:
