@@ -20,7 +20,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Six front-ends side by side on small_details (~11 min on 2 cores; docs/demo.md).
+# Six front-ends side by side on small_details, then the real-image part (docs/demo.md).
 demo: $(BIN)/.installed
 	$(BIN)/python -m resize_jax.tools.demo
 
