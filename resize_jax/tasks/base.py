@@ -76,6 +76,19 @@ class Task:
 _TASKS: dict[str, Callable[..., Task]] = {}
 
 
+def accumulate_with_examples(total, stats, per_example: tuple[str, ...]):
+    """`Task.accumulate` for tasks whose metrics are not sums of per-batch parts (rank
+    correlations, percentiles): the `per_example` entries are concatenated over batches
+    (f64[N]), every other entry is summed."""
+    stats = {k: np.asarray(v, np.float64) for k, v in stats.items()}
+    if total is None:
+        return {k: v.reshape(-1) if k in per_example else v for k, v in stats.items()}
+    return {
+        k: np.concatenate([total[k], v.reshape(-1)]) if k in per_example else total[k] + v
+        for k, v in stats.items()
+    }
+
+
 def register_task(name: str):
     """Class decorator: makes `get_task(name, **kwargs)` build the decorated task."""
 

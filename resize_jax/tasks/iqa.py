@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resize_jax.tasks.base import Task, register_task
+from resize_jax.tasks.base import Task, accumulate_with_examples, register_task
 
 # Per-example statistics that `accumulate` concatenates; everything else is summed.
 _PER_EXAMPLE = ("pred_mean", "true_mean", "mask")
@@ -186,13 +186,7 @@ class ImageQuality(Task):
     def accumulate(self, total, stats):
         """Sums the counts; concatenates the per-example mean scores (rank correlations are
         not sums of per-batch parts)."""
-        stats = {k: np.asarray(v, np.float64) for k, v in stats.items()}
-        if total is None:
-            return {k: v.reshape(-1) if k in _PER_EXAMPLE else v for k, v in stats.items()}
-        return {
-            k: np.concatenate([total[k], v.reshape(-1)]) if k in _PER_EXAMPLE else total[k] + v
-            for k, v in stats.items()
-        }
+        return accumulate_with_examples(total, stats, _PER_EXAMPLE)
 
     def finalize(self, total):
         """{"loss" (mean EMD), "srcc", "plcc", "binary_accuracy", "count"}; a correlation is

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from resize_jax.tasks.base import Task, register_task
+from resize_jax.tasks.base import Task, accumulate_with_examples, register_task
 
 LOSSES = ("l2", "smooth_l1")
 # Per-example statistics that `accumulate` concatenates; everything else is summed.
@@ -239,13 +239,7 @@ class Regression(Task):
 
     def accumulate(self, total, stats):
         """Sums the counts; concatenates the per-example errors (percentiles are not sums)."""
-        stats = {k: np.asarray(v, np.float64) for k, v in stats.items()}
-        if total is None:
-            return {k: v.reshape(-1) if k in _PER_EXAMPLE else v for k, v in stats.items()}
-        return {
-            k: np.concatenate([total[k], v.reshape(-1)]) if k in _PER_EXAMPLE else total[k] + v
-            for k, v in stats.items()
-        }
+        return accumulate_with_examples(total, stats, _PER_EXAMPLE)
 
     def finalize(self, total):
         """{"mean_error", "median_error", "p90_error" (Euclidean, original units), "loss",
