@@ -87,9 +87,28 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 @dataclasses.dataclass(frozen=True)
-class Resolved:
-    """The config with every default filled in and every value checked."""
+class Options:
+    """Resolved preprocessing settings (see `default_config` for each); what
+    `resize_jax.data.preprocess` reads."""
 
+    task: str
+    image_size: tuple[int, int]
+    value_range: tuple[float, float]
+    augment: str  # "crop_flip", "flip" or "none"
+    crop_area_range: tuple[float, float]
+    crop_aspect_range: tuple[float, float]
+    eval_crop_fraction: float
+    num_classes: int
+    one_hot: bool
+    ignore_label: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved(Options):
+    """The config with every default filled in and every value checked: the preprocessing
+    `Options` (with `num_classes` None where the dataset's count applies) and the source."""
+
+    num_classes: int | None
     name: str
     spec: registry.Spec
     data_dir: str | None
@@ -98,20 +117,15 @@ class Resolved:
     image_dir: str | None
     train_split: str
     eval_split: str
-    image_size: tuple[int, int]
-    value_range: tuple[float, float]
-    augment: str  # "crop_flip", "flip" or "none"
-    crop_area_range: tuple[float, float]
-    crop_aspect_range: tuple[float, float]
-    eval_crop_fraction: float
     shuffle_buffer: int
     cache: bool
-    one_hot: bool
-    task: str
     image_key: str
     label_key: str
-    num_classes: int | None
-    ignore_label: int
+
+    def options(self, num_classes: int, **changes) -> Options:
+        """The preprocessing options for a source of `num_classes` classes, with `changes`."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(Options)}
+        return Options(**{**values, "num_classes": num_classes, **changes})
 
 
 _DEFAULTS = default_config()

@@ -99,21 +99,6 @@ def _source(config) -> tuple[Resolved, base.Source]:
     return r, source
 
 
-def _options(r: Resolved, source: base.Source) -> preprocess.Options:
-    return preprocess.Options(
-        task=r.task,
-        image_size=r.image_size,
-        value_range=r.value_range,
-        augment=r.augment,
-        crop_area_range=r.crop_area_range,
-        crop_aspect_range=r.crop_aspect_range,
-        eval_crop_fraction=r.eval_crop_fraction,
-        num_classes=source.num_classes,
-        one_hot=r.one_hot,
-        ignore_label=r.ignore_label,
-    )
-
-
 def _split_size(source: base.Source, spec: str, name: str) -> int:
     return sum(base.shard_sizes(source.splits, spec, 1, name=name))
 
@@ -200,7 +185,7 @@ def train_iterator(
         )
     # One 32-bit seed per (seed, process): shards differ, so their random streams should too.
     process_seed = int(np.random.SeedSequence([int(seed) % 2**63, index]).generate_state(1)[0])
-    opts = _options(r, source)
+    opts = r.options(source.num_classes)
     ds = source.read(r.train_split, index, count, shuffle_files=True, seed=process_seed)
     if r.cache:
         ds = ds.cache()
@@ -235,7 +220,7 @@ def eval_iterator(
     if sum(sizes) == 0:
         raise ValueError(f"`eval_split`={r.eval_split!r} of {r.name!r} is empty.")
     local, num_batches = sizes[index], math.ceil(max(sizes) / batch_size)
-    opts = _options(r, source)
+    opts = r.options(source.num_classes)
     ds = source.read(r.eval_split, index, count, shuffle_files=False, seed=None)
     if r.cache:
         ds = ds.cache()

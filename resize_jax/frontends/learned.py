@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from resize_jax import ops
 from resize_jax.frontends.base import FrontEnd
 from resize_jax.frontends.registry import register_frontend
-from resize_jax.models.common import batch_norm
+from resize_jax.models.common import ModuleDef, norm_def
 from resize_jax.ops.checks import check_bool, check_choice, check_images, check_size_pair
 from resize_jax.ops.conv import conv_general_dilated
 
@@ -34,38 +34,23 @@ def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _conv(features: int, size: int, module: nn.Module, name: str) -> nn.Conv:
-    # ops.conv_general_dilated: XLA's convolution, except on CPU where these narrow layers
-    # run as native direct convolutions (ops/conv.py); same parameters either way.
-    return nn.Conv(
-        features,
-        (size, size),
-        padding="SAME",
-        dtype=module.dtype,
-        param_dtype=module.param_dtype,
-        conv_general_dilated=conv_general_dilated,
-        name=name,
-    )
-
-
 class ResidualBlock(nn.Module):
-    """conv3x3 → BN → LeakyReLU → conv3x3 → BN, plus the block's input; no final activation."""
+    """conv3x3 → BN → LeakyReLU → conv3x3 → BN, plus the block's input; no final activation.
+
+    `conv`, `norm`: the resizer's convolution and BatchNorm partials (settings and dtypes)."""
 
     features: int
     negative_slope: float = 0.2
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
+    conv: ModuleDef = nn.Conv
+    norm: ModuleDef = nn.BatchNorm
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         """x: f[B, h, w, features] → f[B, h, w, features]."""
-        y = _conv(self.features, 3, self, "conv1")(x)
-        y = batch_norm(self, train, "bn1")(y)
+        norm = functools.partial(self.norm, use_running_average=not train)
+        y = norm(name="bn1")(self.conv(self.features, (3, 3), name="conv1")(x))
         y = nn.leaky_relu(y, self.negative_slope)
-        y = _conv(self.features, 3, self, "conv2")(y)
-        y = batch_norm(self, train, "bn2")(y)
+        y = norm(name="bn2")(self.conv(self.features, (3, 3), name="conv2")(y))
         return x + y
 
 
@@ -151,26 +136,31 @@ class LearnedResizer(FrontEnd):
             antialias=self.antialias,
         )
         activation = functools.partial(nn.leaky_relu, negative_slope=self.negative_slope)
+        # ops.conv_general_dilated: XLA's convolution, except on CPU where these narrow layers
+        # run as native direct convolutions (ops/conv.py); same parameters either way.
+        conv = functools.partial(
+            nn.Conv,
+            padding="SAME",
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            conv_general_dilated=conv_general_dilated,
+        )
+        norm = norm_def(self)
         n = self.num_filters
         x = images.astype(self.dtype)
 
         skip = resize(x)
-        y = activation(_conv(n, 7, self, "conv_in")(x))
-        y = activation(_conv(n, 1, self, "conv_mix")(y))
-        y = batch_norm(self, train, "bn_in")(y)
+        y = activation(conv(n, (7, 7), name="conv_in")(x))
+        y = activation(conv(n, (1, 1), name="conv_mix")(y))
+        y = norm(use_running_average=not train, name="bn_in")(y)
         y = resize(y)
 
         z = y
         for k in range(self.num_res_blocks):
-            z = ResidualBlock(
-                n,
-                negative_slope=self.negative_slope,
-                bn_momentum=self.bn_momentum,
-                bn_epsilon=self.bn_epsilon,
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                name=f"res_block_{k}",
-            )(z, train=train)
-        z = batch_norm(self, train, "bn_proj")(_conv(n, 3, self, "conv_proj")(z)) + y
-        out = _conv(channels, 7, self, "conv_out")(z) + skip
+            z = ResidualBlock(n, self.negative_slope, conv=conv, norm=norm, name=f"res_block_{k}")(
+                z, train=train
+            )
+        z = conv(n, (3, 3), name="conv_proj")(z)
+        z = norm(use_running_average=not train, name="bn_proj")(z) + y
+        out = conv(channels, (7, 7), name="conv_out")(z) + skip
         return out, {"skip": skip}

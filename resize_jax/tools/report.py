@@ -32,7 +32,7 @@ import json
 import os
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import jax
 import numpy as np
@@ -333,6 +333,14 @@ def _fmt(value, pattern: str, missing: str = "–") -> str:
     return missing if value is None else pattern.format(value)
 
 
+def _markdown_table(head: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> str:
+    """A Markdown table; `align` holds "l" or "r" per column (default: all left)."""
+    rule = "".join("---:|" if a == "r" else "---|" for a in align.ljust(len(head), "l"))
+    lines = ["| " + " | ".join(head) + " |", "|" + rule]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
 def _value_cell(g: dict) -> str:
     if g["mean"] is None:
         return "–"
@@ -349,7 +357,7 @@ def main_table(groups: Sequence[dict]) -> str:
     head += ["trainable params", "GFLOPs/image", "train img/s", "wall s/run"]
     if backbones:
         head.insert(0, "backbone")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for g in groups:
         cells = [
             g["label"],
@@ -365,35 +373,40 @@ def main_table(groups: Sequence[dict]) -> str:
         ]
         if backbones:
             cells.insert(0, g["backbone"])
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return _markdown_table(head, rows)
 
 
 def _paper_table(rows: Sequence[dict]) -> str:
-    lines = [
-        "| backbone | resizer | network input | top-1 error | GFLOPs/image |",
-        "|---|---|---|---:|---:|",
+    head = ["backbone", "resizer", "network input", "top-1 error", "GFLOPs/image"]
+    cells = [
+        [
+            r["backbone"],
+            r["resizer"],
+            _size(r["network_input"]),
+            _fmt(r["top1_error"], "{:.1%}"),
+            _fmt(r["gflops"], "{:.2f}"),
+        ]
+        for r in rows
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['backbone']} | {r['resizer']} | {_size(r['network_input'])} | "
-            f"{_fmt(r['top1_error'], '{:.1%}')} | {_fmt(r['gflops'], '{:.2f}')} |"
-        )
-    return "\n".join(lines)
+    return _markdown_table(head, cells, align="lllrr")
 
 
 def _runs_table(runs: Sequence[Run]) -> str:
-    lines = [
-        "| run | front-end | seed | steps × batch | test metric | train img/s | wall s |",
-        "|---|---|---:|---|---:|---:|---:|",
+    head = ["run", "front-end", "seed", "steps × batch", "test metric", "train img/s", "wall s"]
+    cells = [
+        [
+            r.name,
+            r.label,
+            str(r.seed),
+            f"{r.steps} × {r.batch_size}",
+            _fmt(r.value, "{:.3f}"),
+            _fmt(r.images_per_second, "{:.0f}"),
+            _fmt(r.wall_seconds, "{:.0f}"),
+        ]
+        for r in runs
     ]
-    for r in runs:
-        lines.append(
-            f"| {r.name} | {r.label} | {r.seed} | {r.steps} × {r.batch_size} | "
-            f"{_fmt(r.value, '{:.3f}')} | {_fmt(r.images_per_second, '{:.0f}')} | "
-            f"{_fmt(r.wall_seconds, '{:.0f}')} |"
-        )
-    return "\n".join(lines)
+    return _markdown_table(head, cells, align="llrlrrr")
 
 
 def render_markdown(runs: Sequence[Run], groups: Sequence[dict], figures: Sequence[str]) -> str:
