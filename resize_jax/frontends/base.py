@@ -21,10 +21,16 @@ Scalars worth logging in training (a temperature, the saliency's entropy) are re
 `train/frontend/<name>`.
 
 Adding a front-end: one module deriving from `FrontEnd` and one `@register_frontend` line.
+
+Renamed fields keep their old name for one release: the old name stays a field (default
+None, not part of config sections) listed in `renamed_fields`, and
+`resolve_renamed_fields(self)` at the start of `__post_init__` moves its value to the new
+name with a DeprecationWarning, so old configs and checkpoints' configs still load.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -32,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from resize_jax import ops
-from resize_jax.ops.checks import check_images, check_size_pair
+from resize_jax.ops.checks import check_images, check_size_pair, renamed
 
 
 def resize_to_input(dense: jax.Array, input_shape: tuple[int, int]) -> jax.Array:
@@ -46,6 +52,24 @@ def resize_to_input(dense: jax.Array, input_shape: tuple[int, int]) -> jax.Array
     return ops.resize(dense, input_shape, method="bilinear", antialias=False)
 
 
+def resolve_renamed_fields(module: nn.Module) -> None:
+    """Moves the value of each deprecated field name in `module.renamed_fields` (old → new)
+    to the new field, with a DeprecationWarning; ValueError if both are given and differ."""
+    fields = {f.name: f for f in dataclasses.fields(module)}
+    for old, new in module.renamed_fields.items():
+        value = renamed(
+            getattr(module, new),
+            new,
+            fields[new].default,
+            getattr(module, old),
+            old,
+            stacklevel=6,
+        )
+        # Linen modules are frozen dataclasses once built; this runs before (`__post_init__`).
+        object.__setattr__(module, new, value)
+        object.__setattr__(module, old, None)
+
+
 class FrontEnd(nn.Module):
     """Base class of the front-ends (see the module docstring for the protocol).
 
@@ -54,6 +78,8 @@ class FrontEnd(nn.Module):
     """
 
     rng_streams: ClassVar[tuple[str, ...]] = ()
+    # Old field name → new one, for fields renamed within the last release.
+    renamed_fields: ClassVar[dict[str, str]] = {}
 
     @nn.nowrap
     def to_input(

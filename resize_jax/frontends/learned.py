@@ -17,13 +17,13 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from resize_jax import ops
-from resize_jax.frontends.base import FrontEnd
+from resize_jax.frontends.base import FrontEnd, resolve_renamed_fields
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.models.common import ModuleDef, norm_def
 from resize_jax.ops.checks import check_bool, check_choice, check_images, check_size_pair
@@ -62,7 +62,8 @@ class LearnedResizer(FrontEnd):
       output_shape: (out_h, out_w); any size and aspect ratio, down- or up-scaling.
       num_filters: n, the width of every hidden convolution (paper default 16).
       num_res_blocks: r, the number of chained residual blocks (paper default 1).
-      interpolation: the resize used for the skip path and the feature bottleneck.
+      method: the resize used for the skip path and the feature bottleneck, one of
+        `resize_jax.ops.METHODS` (as `FixedResizer.method`).
       antialias: whether those resizes antialias (default False: the paper used TF's
         `tf.image.resize` without antialiasing).
       negative_slope: LeakyReLU slope (paper: 0.2).
@@ -71,6 +72,7 @@ class LearnedResizer(FrontEnd):
         a front-end is usually trained in; Keras' are 0.99 and 1e-3.
       dtype: computation dtype; param_dtype: parameter dtype (bf16 compute with f32 params
         works).
+      interpolation: the deprecated name of `method` (kept for one release).
 
     `__call__(images, *, train=False, step=None)` returns `(resized, aux)` with
     `resized: f[B, out_h, out_w, C]` and `aux = {"skip": the plain resize of the input}`.
@@ -81,17 +83,21 @@ class LearnedResizer(FrontEnd):
     output_shape: tuple[int, int]
     num_filters: int = 16
     num_res_blocks: int = 1
-    interpolation: str = "bilinear"
+    method: str = "bilinear"
     antialias: bool = False
     negative_slope: float = 0.2
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    interpolation: str | None = None  # Deprecated name of `method`.
+
+    renamed_fields: ClassVar[dict[str, str]] = {"interpolation": "method"}
 
     def __post_init__(self):
+        resolve_renamed_fields(self)
         check_size_pair(self.output_shape, "output_shape")
-        check_choice(self.interpolation, "interpolation", ops.METHODS)
+        check_choice(self.method, "method", ops.METHODS)
         for name in ("num_filters", "num_res_blocks"):
             value = getattr(self, name)
             minimum = 1 if name == "num_filters" else 0
@@ -132,7 +138,7 @@ class LearnedResizer(FrontEnd):
         resize = functools.partial(
             ops.resize,
             output_shape=check_size_pair(self.output_shape, "output_shape"),
-            method=self.interpolation,
+            method=self.method,
             antialias=self.antialias,
         )
         activation = functools.partial(nn.leaky_relu, negative_slope=self.negative_slope)

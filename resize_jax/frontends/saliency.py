@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from resize_jax import ops
-from resize_jax.frontends.base import FrontEnd
+from resize_jax.frontends.base import FrontEnd, resolve_renamed_fields
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.frontends.saliency_net import SaliencyCNN
 from resize_jax.ops.blur import check_blur_schedule, maybe_blur
@@ -37,7 +37,7 @@ from resize_jax.ops.checks import (
 from resize_jax.ops.grid_sample import PADDING_MODES, grid_sample
 from resize_jax.ops.mipmap import grid_sample_antialiased
 from resize_jax.ops.saliency import (
-    PAD_MODES,
+    MAP_PAD_MODES,
     resolve_sigma,
     saliency_grid,
     sample_separable,
@@ -124,10 +124,11 @@ class SaliencySampler(FrontEnd):
         public code (61×61 kernel, σ ≈ 5.52), which is what the reported numbers came from.
       sigma_fraction: alternatively σ as a fraction of the map width, the paper's text
         (1/3: σ ≈ 10.3 cells for 31). Set `fwhm=None` to use it; giving both is an error.
-      pad_mode: padding of the map: "edge" (paper), "reflect" or "constant".
+      map_pad_mode: padding of the map: "edge" (paper), "reflect" or "constant".
       separable: FOVEA-style separable warp from the saliency marginals, sampled with two
         matrix products; `aux["grid"]` is then a `SeparableGrid`.
       padding_mode: what samples outside the image read, see `resize_jax.ops.grid_sample`.
+      pad_mode: the deprecated name of `map_pad_mode` (kept for one release).
       antialias: sample through an image pyramid at the level matching the grid's local
         spacing (`resize_jax.ops.grid_sample_antialiased`, trilinear mip-mapping) instead of
         reading the 4 nearest pixels. Default False: the paper's code samples the raw image,
@@ -151,6 +152,7 @@ class SaliencySampler(FrontEnd):
     """
 
     rng_streams: ClassVar[tuple[str, ...]] = ("blur",)
+    renamed_fields: ClassVar[dict[str, str]] = {"pad_mode": "map_pad_mode"}
 
     output_shape: tuple[int, int]
     saliency_net: nn.Module | None = None
@@ -159,7 +161,7 @@ class SaliencySampler(FrontEnd):
     pad: int = 30
     fwhm: float | None = 13.0
     sigma_fraction: float | None = None
-    pad_mode: str = "edge"
+    map_pad_mode: str = "edge"
     separable: bool = False
     padding_mode: str = "border"
     antialias: bool = False
@@ -168,8 +170,10 @@ class SaliencySampler(FrontEnd):
     unwarp_iterations: int = 4
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    pad_mode: str | None = None  # Deprecated name of `map_pad_mode`.
 
     def __post_init__(self):
+        resolve_renamed_fields(self)
         check_size_pair(self.output_shape, "output_shape")
         check_size_pair(self.saliency_input_shape, "saliency_input_shape")
         grid_shape = check_size_pair(self.grid_shape, "grid_shape")
@@ -180,7 +184,7 @@ class SaliencySampler(FrontEnd):
         if self.pad < 0:
             raise ValueError(f"`pad` must be a non-negative integer, got {self.pad!r}.")
         self._sigma()  # Checks fwhm / sigma_fraction.
-        check_choice(self.pad_mode, "pad_mode", PAD_MODES)
+        check_choice(self.map_pad_mode, "map_pad_mode", MAP_PAD_MODES)
         check_choice(self.padding_mode, "padding_mode", PADDING_MODES)
         check_blur_schedule(self.blur_steps, self.blur_max_sigma)
         iterations = self.unwarp_iterations
@@ -260,7 +264,7 @@ class SaliencySampler(FrontEnd):
             check_size_pair(self.output_shape, "output_shape"),
             pad=int(self.pad),
             sigma=self._sigma(),
-            pad_mode=self.pad_mode,
+            map_pad_mode=self.map_pad_mode,
             separable=self.separable,
         )
         dense = separable_to_grid(grid) if self.separable else grid

@@ -98,3 +98,24 @@ def warn_if_nchw(images, name: str = "images") -> None:
             f"with `{name}.transpose(0, 2, 3, 1)`.",
             stacklevel=3,
         )
+
+
+def renamed(new_value, new_name: str, default, old_value, old_name: str, *, stacklevel: int = 3):
+    """Resolves an argument renamed from `old_name` to `new_name` (the old name keeps working
+    for one release): `old_value` (None when not given) wins over an unset `new_value` (equal
+    to `default`), with a DeprecationWarning; giving both with different values is an error.
+    """
+    if old_value is None:
+        return new_value
+    warnings.warn(
+        f"`{old_name}` is deprecated and will be removed in the next release; use "
+        f"`{new_name}` (got {old_name}={old_value!r}).",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+    if new_value != default and new_value != old_value:
+        raise ValueError(
+            f"`{old_name}` is the deprecated name of `{new_name}`; give only `{new_name}`, got "
+            f"{new_name}={new_value!r} and {old_name}={old_value!r}."
+        )
+    return old_value

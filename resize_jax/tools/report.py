@@ -531,7 +531,10 @@ def render_figures(
             low, high = value_range
             scale = 1.0 / (high - low)
             trained_config = restored[run.workdir].config
-            skip_label = f"{trained_config.frontend.get('interpolation', 'bilinear')} skip"
+            section = trained_config.frontend
+            # `interpolation`: the field's name in runs trained before it became `method`.
+            method = section.get("method", section.get("interpolation", "bilinear"))
+            skip_label = f"{method} skip"
             figures.residual(
                 os.path.join(out, "learned_residual.png"),
                 display,
