@@ -24,6 +24,7 @@ import tensorflow_datasets as tfds
 
 from resize_jax.data import base, preprocess
 from resize_jax.data.config import Resolved, resolve
+from resize_jax.ops.checks import check_int, check_positive_int
 
 
 def _fingerprint(r: Resolved) -> tuple:
@@ -135,18 +136,10 @@ def get_info(config) -> base.DatasetInfo:
 def _process(process_index, process_count) -> tuple[int, int]:
     index = jax.process_index() if process_index is None else process_index
     count = jax.process_count() if process_count is None else process_count
-    for value, name in ((index, "process_index"), (count, "process_count")):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise ValueError(f"`{name}` must be an int, got {value!r}.")
+    index, count = check_int(index, "process_index"), check_int(count, "process_count")
     if not 0 <= index < count:
         raise ValueError(f"`process_index` must be in [0, process_count={count}), got {index}.")
     return int(index), int(count)
-
-
-def _check_positive(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
-    return int(value)
 
 
 def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -173,9 +166,8 @@ def train_iterator(
       targets)}.
     """
     r, source = _source(config)
-    batch_size = _check_positive(batch_size, "batch_size")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ValueError(f"`seed` must be an int, got {seed!r}.")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    check_int(seed, "seed")
     index, count = _process(process_index, process_count)
     local = base.shard_sizes(source.splits, r.train_split, count, name="train_split")[index]
     if local == 0:
@@ -214,7 +206,7 @@ def eval_iterator(
       example and 0 for padding.
     """
     r, source = _source(config)
-    batch_size = _check_positive(batch_size, "batch_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
     index, count = _process(process_index, process_count)
     sizes = base.shard_sizes(source.splits, r.eval_split, count, name="eval_split")
     if sum(sizes) == 0:

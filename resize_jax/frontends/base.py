@@ -65,9 +65,14 @@ def resolve_renamed_fields(module: nn.Module) -> None:
             old,
             stacklevel=6,
         )
-        # Linen modules are frozen dataclasses once built; this runs before (`__post_init__`).
-        object.__setattr__(module, new, value)
-        object.__setattr__(module, old, None)
+        keep_checked(module, **{new: value, old: None})
+
+
+def keep_checked(module: nn.Module, **values) -> None:
+    """Stores checked, normalised field values (e.g. `output_shape` as a tuple of ints) from
+    `__post_init__`, so that `__call__` uses them without checking again."""
+    for name, value in values.items():
+        object.__setattr__(module, name, value)  # Before the module is frozen.
 
 
 class FrontEnd(nn.Module):

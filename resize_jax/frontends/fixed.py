@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from resize_jax import ops
-from resize_jax.frontends.base import FrontEnd
+from resize_jax.frontends.base import FrontEnd, keep_checked
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.ops.checks import check_bool, check_choice, check_images, check_size_pair
 
@@ -31,7 +31,7 @@ class FixedResizer(FrontEnd):
     param_dtype: Any = jnp.float32  # Unused: no parameters; kept for the uniform contract.
 
     def __post_init__(self):
-        check_size_pair(self.output_shape, "output_shape")
+        keep_checked(self, output_shape=check_size_pair(self.output_shape, "output_shape"))
         check_choice(self.method, "method", ops.METHODS)
         check_bool(self.antialias, "antialias")
         super().__post_init__()
@@ -44,7 +44,7 @@ class FixedResizer(FrontEnd):
         check_images(images)
         resized = ops.resize(
             images.astype(self.dtype),
-            check_size_pair(self.output_shape, "output_shape"),
+            self.output_shape,
             method=self.method,
             antialias=self.antialias,
         )

@@ -15,23 +15,24 @@ activation after the add. Layer names below are the checkpoint format: do not re
 from __future__ import annotations
 
 import functools
-import math
-import numbers
 from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from resize_jax import ops
-from resize_jax.frontends.base import FrontEnd, resolve_renamed_fields
+from resize_jax.frontends.base import FrontEnd, keep_checked, resolve_renamed_fields
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.models.common import ModuleDef, norm_def
-from resize_jax.ops.checks import check_bool, check_choice, check_images, check_size_pair
+from resize_jax.ops.checks import (
+    check_bool,
+    check_choice,
+    check_images,
+    check_int,
+    check_number,
+    check_size_pair,
+)
 from resize_jax.ops.conv import conv_general_dilated
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 class ResidualBlock(nn.Module):
@@ -96,24 +97,16 @@ class LearnedResizer(FrontEnd):
 
     def __post_init__(self):
         resolve_renamed_fields(self)
-        check_size_pair(self.output_shape, "output_shape")
+        keep_checked(self, output_shape=check_size_pair(self.output_shape, "output_shape"))
         check_choice(self.method, "method", ops.METHODS)
-        for name in ("num_filters", "num_res_blocks"):
-            value = getattr(self, name)
-            minimum = 1 if name == "num_filters" else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
+        check_int(self.num_filters, "num_filters", minimum=1)
+        check_int(self.num_res_blocks, "num_res_blocks", minimum=0)
         check_bool(self.antialias, "antialias")
         # flax.linen.BatchNorm takes any value: a negative epsilon gives NaN, a momentum
         # outside [0, 1] running statistics that diverge.
-        if not _is_number(self.bn_epsilon) or not 0 < self.bn_epsilon < math.inf:
-            raise ValueError(f"`bn_epsilon` must be a positive number, got {self.bn_epsilon!r}.")
-        if not _is_number(self.bn_momentum) or not 0 <= self.bn_momentum <= 1:
-            raise ValueError(f"`bn_momentum` must be in [0, 1], got {self.bn_momentum!r}.")
-        if not _is_number(self.negative_slope) or not math.isfinite(self.negative_slope):
-            raise ValueError(
-                f"`negative_slope` must be a finite number, got {self.negative_slope!r}."
-            )
+        check_number(self.bn_epsilon, "bn_epsilon", low=0, low_open=True)
+        check_number(self.bn_momentum, "bn_momentum", low=0, high=1)
+        check_number(self.negative_slope, "negative_slope")
         super().__post_init__()
 
     def _check_channels(self, channels: int) -> None:
@@ -137,7 +130,7 @@ class LearnedResizer(FrontEnd):
         self._check_channels(channels)
         resize = functools.partial(
             ops.resize,
-            output_shape=check_size_pair(self.output_shape, "output_shape"),
+            output_shape=self.output_shape,
             method=self.method,
             antialias=self.antialias,
         )

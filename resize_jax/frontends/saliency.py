@@ -13,8 +13,6 @@ Layer names are the checkpoint format: do not rename them.
 from __future__ import annotations
 
 import inspect
-import math
-import numbers
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -22,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from resize_jax import ops
-from resize_jax.frontends.base import FrontEnd, resolve_renamed_fields
+from resize_jax.frontends.base import FrontEnd, keep_checked, resolve_renamed_fields
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.frontends.saliency_net import SaliencyCNN
 from resize_jax.ops.blur import check_blur_schedule, maybe_blur
@@ -31,6 +29,8 @@ from resize_jax.ops.checks import (
     check_choice,
     check_finite,
     check_images,
+    check_int,
+    check_number,
     check_size_pair,
     warn_if_nchw,
 )
@@ -105,6 +105,19 @@ def unwarp_dense(dense, grid, input_shape: tuple[int, int], *, iterations: int =
     return ops.unwarp(dense, grid, input_shape, iterations=iterations)
 
 
+def _check_gaussian_width(fwhm, sigma_fraction) -> None:
+    """At most one of `fwhm` and `sigma_fraction`, each a positive finite number."""
+    if fwhm is not None and sigma_fraction is not None:
+        raise ValueError(
+            f"Give at most one of `fwhm` and `sigma_fraction`, got fwhm={fwhm!r} and "
+            f"sigma_fraction={sigma_fraction!r} (set fwhm=None to use sigma_fraction)."
+        )
+    if fwhm is not None:
+        check_number(fwhm, "fwhm", low=0, low_open=True)
+    if sigma_fraction is not None:
+        check_number(sigma_fraction, "sigma_fraction", low=0, low_open=True)
+
+
 @register_frontend("saliency")
 class SaliencySampler(FrontEnd):
     """The saliency sampler: zooms into what a small network finds salient.
@@ -174,49 +187,36 @@ class SaliencySampler(FrontEnd):
 
     def __post_init__(self):
         resolve_renamed_fields(self)
-        check_size_pair(self.output_shape, "output_shape")
-        check_size_pair(self.saliency_input_shape, "saliency_input_shape")
-        grid_shape = check_size_pair(self.grid_shape, "grid_shape")
-        if min(grid_shape) < 2:
+        keep_checked(
+            self,
+            output_shape=check_size_pair(self.output_shape, "output_shape"),
+            saliency_input_shape=check_size_pair(self.saliency_input_shape, "saliency_input_shape"),
+            grid_shape=check_size_pair(self.grid_shape, "grid_shape"),
+            pad=check_int(self.pad, "pad", minimum=0),
+        )
+        if min(self.grid_shape) < 2:
             raise ValueError(f"`grid_shape` must be at least (2, 2), got {self.grid_shape!r}.")
-        if isinstance(self.pad, bool) or not isinstance(self.pad, numbers.Integral):
-            raise ValueError(f"`pad` must be a non-negative integer, got {self.pad!r}.")
-        if self.pad < 0:
-            raise ValueError(f"`pad` must be a non-negative integer, got {self.pad!r}.")
-        self._sigma()  # Checks fwhm / sigma_fraction.
+        _check_gaussian_width(self.fwhm, self.sigma_fraction)
         check_choice(self.map_pad_mode, "map_pad_mode", MAP_PAD_MODES)
         check_choice(self.padding_mode, "padding_mode", PADDING_MODES)
         check_blur_schedule(self.blur_steps, self.blur_max_sigma)
-        iterations = self.unwarp_iterations
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-            raise ValueError(f"`unwarp_iterations` must be a non-negative int, got {iterations!r}.")
+        check_int(self.unwarp_iterations, "unwarp_iterations", minimum=0)
         for name in ("separable", "antialias"):
             check_bool(getattr(self, name), name)
         super().__post_init__()
 
-    def _sigma(self) -> float:
-        if self.fwhm is not None and self.sigma_fraction is not None:
-            raise ValueError(
-                f"Give at most one of `fwhm` and `sigma_fraction`, got fwhm={self.fwhm!r} and "
-                f"sigma_fraction={self.sigma_fraction!r} (set fwhm=None to use sigma_fraction)."
-            )
+    @property
+    def sigma(self) -> float:
+        """σ of the Gaussian kernel in map cells, from `fwhm` or `sigma_fraction`."""
         if self.sigma_fraction is None:
             return resolve_sigma(fwhm=self.fwhm)
-        fraction = self.sigma_fraction
-        if (
-            isinstance(fraction, bool)
-            or not isinstance(fraction, numbers.Real)
-            or not float(fraction) > 0
-            or not math.isfinite(float(fraction))
-        ):
-            raise ValueError(f"`sigma_fraction` must be a positive number, got {fraction!r}.")
-        return resolve_sigma(sigma=float(fraction) * self.grid_shape[1])
+        return resolve_sigma(sigma=float(self.sigma_fraction) * self.grid_shape[1])
 
     def _logits(self, images: jnp.ndarray, train: bool) -> jnp.ndarray:
         """The saliency logits on the grid: f32[B, g_h, g_w]."""
         low = _low_resolution(
             images.astype(jnp.float32),
-            check_size_pair(self.saliency_input_shape, "saliency_input_shape"),
+            self.saliency_input_shape,
         ).astype(self.dtype)
         net = self.saliency_net
         if net is None:
@@ -261,9 +261,9 @@ class SaliencySampler(FrontEnd):
         saliency = saliency.reshape(batch, g_h, g_w)
         grid = saliency_grid(
             saliency,
-            check_size_pair(self.output_shape, "output_shape"),
-            pad=int(self.pad),
-            sigma=self._sigma(),
+            self.output_shape,
+            pad=self.pad,
+            sigma=self.sigma,
             map_pad_mode=self.map_pad_mode,
             separable=self.separable,
         )

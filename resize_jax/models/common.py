@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
-from resize_jax.ops.checks import check_images
+from resize_jax.ops.checks import check_images, check_positive_int, check_rate
 
 # He-normal with fan-out, as torchvision initialises the convolutions of its CNNs: keeps
 # activations at unit scale through deep ReLU stacks when training from scratch.
@@ -23,20 +23,6 @@ conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 # A module factory passed down as a field (the flax imagenet example's `ModuleDef`).
 ModuleDef = Any
-
-
-def check_positive_int(value, name: str) -> int:
-    """Returns `value` if it is a positive Python int (not bool), else raises ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    return value
-
-
-def check_rate(value, name: str) -> float:
-    """Checks a dropout-like probability lies in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}.")
-    return float(value)
 
 
 def check_backbone_input(images, min_size: int, model: str) -> None:

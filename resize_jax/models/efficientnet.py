@@ -19,13 +19,13 @@ import jax.numpy as jnp
 from resize_jax.models.common import (
     CNNClassifier,
     ModuleDef,
-    check_rate,
     classifier_head,
     conv_bn_def,
     global_avg_pool,
     make_divisible,
 )
 from resize_jax.models.mobilenet_v2 import InvertedResidual
+from resize_jax.ops.checks import check_number, check_rate
 
 # (expansion, kernel, first stride, output channels, repeats) of B0's seven stages (Table 1).
 B0_STAGES = (
@@ -97,8 +97,7 @@ class EfficientNet(CNNClassifier):
     def __post_init__(self):
         check_rate(self.stochastic_depth_rate, "stochastic_depth_rate")
         for name in ("width_coefficient", "depth_coefficient"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)!r}.")
+            check_number(getattr(self, name), name, low=0, low_open=True)
         super().__post_init__()
 
     @nn.compact

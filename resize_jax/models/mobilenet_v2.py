@@ -22,6 +22,7 @@ from resize_jax.models.common import (
     conv_bn_def,
     make_divisible,
 )
+from resize_jax.ops.checks import check_number
 
 # (expansion t, output channels c, repeats n, first stride s): Table 2 of the paper.
 INVERTED_RESIDUAL_SETTING = (
@@ -108,8 +109,7 @@ class MobileNetV2(CNNClassifier):
     dropout_rate: float = 0.2
 
     def __post_init__(self):
-        if not self.width_multiplier > 0:
-            raise ValueError(f"`width_multiplier` must be > 0, got {self.width_multiplier!r}.")
+        check_number(self.width_multiplier, "width_multiplier", low=0, low_open=True)
         super().__post_init__()
 
     @nn.compact

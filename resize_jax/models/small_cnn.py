@@ -17,10 +17,10 @@ import jax.numpy as jnp
 
 from resize_jax.models.common import (
     CNNClassifier,
-    check_positive_int,
     classifier_head,
     conv_bn_def,
 )
+from resize_jax.ops.checks import check_positive_int
 
 
 class SmallCNN(CNNClassifier):

@@ -28,8 +28,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import lax
 
-from resize_jax.models.common import Classifier, ModuleDef, check_positive_int
-from resize_jax.ops.checks import check_choice, check_size_pair
+from resize_jax.models.common import Classifier, ModuleDef
+from resize_jax.ops.checks import check_choice, check_positive_int, check_size_pair
 from resize_jax.ops.resample_embeddings import (
     posemb_grid_shape,
     resample_patch_kernel,

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 import warnings
 from typing import NamedTuple
 
@@ -52,6 +51,9 @@ from resize_jax.ops.checks import (
     check_bool,
     check_choice,
     check_images,
+    check_int,
+    check_number,
+    check_positive_int,
     check_size_pair,
     renamed,
 )
@@ -90,14 +92,6 @@ class SeparableGrid(NamedTuple):
     y: jnp.ndarray
 
 
-def _positive_number(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"`{name}` must be a positive number, got {value!r}.")
-    if not math.isfinite(float(value)) or float(value) <= 0:
-        raise ValueError(f"`{name}` must be a positive finite number, got {value!r}.")
-    return float(value)
-
-
 def resolve_sigma(fwhm=None, sigma=None) -> float:
     """The Gaussian's σ (in cells) from at most one of `fwhm` or `sigma`; default FWHM 13."""
     if fwhm is not None and sigma is not None:
@@ -105,8 +99,8 @@ def resolve_sigma(fwhm=None, sigma=None) -> float:
             f"Give at most one of `fwhm` and `sigma`, got fwhm={fwhm!r} and sigma={sigma!r}."
         )
     if sigma is not None:
-        return _positive_number(sigma, "sigma")
-    fwhm = DEFAULT_FWHM if fwhm is None else _positive_number(fwhm, "fwhm")
+        return check_number(sigma, "sigma", low=0, low_open=True)
+    fwhm = DEFAULT_FWHM if fwhm is None else check_number(fwhm, "fwhm", low=0, low_open=True)
     return fwhm / _FWHM_PER_SIGMA
 
 
@@ -118,7 +112,7 @@ def gaussian_kernel_1d(size: int, *, fwhm=None, sigma=None) -> np.ndarray:
     and `sigma` (in cells); neither means FWHM 13. The scale is irrelevant to the grid (it
     cancels in the ratio), so the kernel is not normalised.
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0 or size % 2 == 0:
+    if check_positive_int(size, "size") % 2 == 0:
         raise ValueError(f"`size` must be a positive odd integer, got {size!r}.")
     s = resolve_sigma(fwhm, sigma)
     r = np.arange(size, dtype=np.float64) - size // 2
@@ -165,8 +159,7 @@ def _check_arguments(output_shape, pad, map_pad_mode) -> tuple[int, int]:
             f"`output_shape` {(out_h, out_w)} is larger than supported (sides up to "
             f"{MAX_OUTPUT_SIDE})."
         )
-    if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
-        raise ValueError(f"`pad` must be a non-negative integer, got {pad!r}.")
+    check_int(pad, "pad", minimum=0)
     check_choice(map_pad_mode, "map_pad_mode", MAP_PAD_MODES)
     return out_h, out_w
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from resize_jax.ops.checks import check_number
 from resize_jax.tasks.base import Task, accumulate_with_examples, register_task
 
 # Per-example statistics that `accumulate` concatenates; everything else is summed.
@@ -127,15 +127,8 @@ class ImageQuality(Task):
     name: str = "image_quality"
 
     def __post_init__(self):
-        if (
-            isinstance(self.r, bool)
-            or not isinstance(self.r, numbers.Real)
-            or not math.isfinite(self.r)
-            or self.r < 1
-        ):
-            raise ValueError(f"`r` must be a finite number >= 1, got {self.r!r}.")
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, numbers.Real):
-            raise ValueError(f"`threshold` must be a number, got {self.threshold!r}.")
+        check_number(self.r, "r", low=1)
+        check_number(self.threshold, "threshold", finite=False)
 
     def check_dataset(self, info) -> None:
         """The dataset must be an image-quality one (rating histograms)."""

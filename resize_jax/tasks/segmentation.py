@@ -35,7 +35,7 @@ import optax
 
 from resize_jax.frontends.base import resize_to_input
 from resize_jax.frontends.saliency import unwarp_dense
-from resize_jax.ops.checks import check_images
+from resize_jax.ops.checks import check_images, check_int
 from resize_jax.tasks.base import Task, register_task
 
 
@@ -109,10 +109,7 @@ class Segmentation(Task):
     name: str = "segmentation"
 
     def __post_init__(self):
-        if isinstance(self.ignore_label, bool) or not isinstance(
-            self.ignore_label, numbers.Integral
-        ):
-            raise ValueError(f"`ignore_label` must be an int, got {self.ignore_label!r}.")
+        check_int(self.ignore_label, "ignore_label")
         weights = self.class_weights
         if not isinstance(weights, tuple | list) or not all(
             isinstance(w, numbers.Real) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
