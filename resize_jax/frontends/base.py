@@ -12,6 +12,8 @@ A front-end is a `flax.linen` module with:
   never read by other layers;
 - `rng_streams`: the names of the RNG streams `__call__` draws from in training (e.g.
   `("blur",)`); the train step provides every stream the model declares;
+- `label` (and `describe(config_section)` where the config adds to it): the front-end's name
+  in tables and figures, in the order of `registry.frontend_rank`;
 - `to_input(dense, aux, input_shape)`: maps dense outputs computed on the resized image
   (f[B, h, w, K], any h, w) back to the input image's pixel grid (f32[B, H, W, K]), given
   the `aux` of the same call. Dense tasks (segmentation) call it instead of reading `aux`.
@@ -83,8 +85,16 @@ class FrontEnd(nn.Module):
     """
 
     rng_streams: ClassVar[tuple[str, ...]] = ()
+    # What people call it in tables and figures ("learned resizer"); see `describe`.
+    label: ClassVar[str] = ""
     # Old field name → new one, for fields renamed within the last release.
     renamed_fields: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def describe(cls, section) -> str:
+        """A short name of a run's front-end from its config section (`config.frontend`)."""
+        del section  # The class's label says it all; a fixed resizer adds its kernel.
+        return cls.label
 
     @nn.nowrap
     def to_input(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -24,6 +24,8 @@ class FixedResizer(FrontEnd):
       dtype: computation dtype of the output.
     """
 
+    label: ClassVar[str] = "fixed"
+
     output_shape: tuple[int, int]
     method: str = "bilinear"
     antialias: bool = False
@@ -35,6 +37,12 @@ class FixedResizer(FrontEnd):
         check_choice(self.method, "method", ops.METHODS)
         check_bool(self.antialias, "antialias")
         super().__post_init__()
+
+    @classmethod
+    def describe(cls, section) -> str:
+        """ "fixed bilinear", "fixed bicubic (antialiased)", ..."""
+        name = f"{cls.label} {section.get('method', 'bilinear')}"
+        return name + (" (antialiased)" if section.get("antialias") else "")
 
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False, step=None):

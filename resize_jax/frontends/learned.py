@@ -93,6 +93,7 @@ class LearnedResizer(FrontEnd):
     param_dtype: Any = jnp.float32
     interpolation: str | None = None  # Deprecated name of `method`.
 
+    label: ClassVar[str] = "learned resizer"
     renamed_fields: ClassVar[dict[str, str]] = {"interpolation": "method"}
 
     def __post_init__(self):

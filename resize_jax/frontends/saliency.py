@@ -165,6 +165,7 @@ class SaliencySampler(FrontEnd):
     """
 
     rng_streams: ClassVar[tuple[str, ...]] = ("blur",)
+    label: ClassVar[str] = "saliency sampler"
     renamed_fields: ClassVar[dict[str, str]] = {"pad_mode": "map_pad_mode"}
 
     output_shape: tuple[int, int]

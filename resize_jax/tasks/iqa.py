@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from resize_jax.ops.checks import check_number
-from resize_jax.tasks.base import Task, accumulate_with_examples, register_task
+from resize_jax.tasks.base import HeadlineMetric, Task, accumulate_with_examples, register_task
 
 # Per-example statistics that `accumulate` concatenates; everything else is summed.
 _PER_EXAMPLE = ("pred_mean", "true_mean", "mask")
@@ -125,6 +126,7 @@ class ImageQuality(Task):
     r: float = 2.0
     threshold: float = 5.0
     name: str = "image_quality"
+    headline_metric: ClassVar[HeadlineMetric] = HeadlineMetric("eval/srcc", "SRCC", "higher")
 
     def __post_init__(self):
         check_number(self.r, "r", low=1)

@@ -27,6 +27,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Callable
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +37,7 @@ import optax
 from resize_jax.frontends.base import resize_to_input
 from resize_jax.frontends.saliency import unwarp_dense
 from resize_jax.ops.checks import check_images, check_int
-from resize_jax.tasks.base import Task, register_task
+from resize_jax.tasks.base import HeadlineMetric, Task, register_task
 
 
 def full_resolution_logits(
@@ -107,6 +108,7 @@ class Segmentation(Task):
     class_weights: tuple[float, ...] = ()
     to_input: Callable | None = dataclasses.field(default=None, compare=False, repr=False)
     name: str = "segmentation"
+    headline_metric: ClassVar[HeadlineMetric] = HeadlineMetric("eval/miou", "mIoU", "higher")
 
     def __post_init__(self):
         check_int(self.ignore_label, "ignore_label")

@@ -38,7 +38,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from resize_jax import ops
+from resize_jax import frontends, ops, tasks
 from resize_jax.train.workdir import (
     CONFIG_FILE,
     TrainedRun,
@@ -50,17 +50,22 @@ from resize_jax.train.workdir import (
 )
 from resize_jax.train.writer import read_metrics
 
-# The metric the table reports, per task: (key in metrics.jsonl after "eval/", its name).
-METRICS = {
-    "classification": ("top1", "top-1 accuracy"),
-    "segmentation": ("miou", "mIoU"),
-    "image_quality": ("srcc", "SRCC"),
-    "regression": ("mean_error", "mean error (lower is better)"),
-    "gaze": ("mean_error", "mean error (lower is better)"),
-}
 RESULTS_MD, RESULTS_JSON = "results.md", "results.json"
 _COLORS = ("tab:red", "tab:orange", "tab:brown", "tab:green", "tab:blue", "tab:gray")
 _LINESTYLES = ("-", "--", ":", "-.")
+
+
+def headline_metric(task: str) -> tasks.HeadlineMetric:
+    """The metric the table reports for `task`: the task's own `headline_metric` (the eval
+    loss for a task this installation does not know)."""
+    known = task in tasks.task_names()
+    return (tasks.task_class(task) if known else tasks.Task).headline_metric
+
+
+def _metric_label(metric: str) -> str:
+    """The name of a headline metric from its key after "eval/" ("top1" → "top-1 accuracy")."""
+    headlines = [tasks.task_class(name).headline_metric for name in tasks.task_names()]
+    return next((h.label for h in headlines if h.key == f"eval/{metric}"), "metric")
 
 
 def _size(pair) -> str:
@@ -173,8 +178,9 @@ def summarize(workdir: str, *, gflops: bool = True) -> tuple[Run, TrainedRun | N
     config = load_config(workdir)
     records = read_metrics(workdir)
     task = config.task.get("name", "classification")
-    metric = METRICS.get(task, ("loss", "loss"))[0]
-    evals = _last_by_step(records, f"eval/{metric}")
+    headline = headline_metric(task)
+    metric = headline.key.removeprefix("eval/")
+    evals = _last_by_step(records, headline.key)
     losses = _last_by_step(records, "train/loss")
     params = _last_by_step(records, "params/trainable")
     input_size = image_size(config)
@@ -211,7 +217,6 @@ def summarize(workdir: str, *, gflops: bool = True) -> tuple[Run, TrainedRun | N
     return summary, run
 
 
-_FRONTEND_ORDER = {"fixed": 0, "learned": 1, "saliency": 2, "none": 4}
 _METHOD_ORDER = ("nearest", "bilinear", "bicubic", "lanczos3", "lanczos5")
 
 
@@ -223,7 +228,7 @@ def _order(run: Run) -> tuple:
     rank = _METHOD_ORDER.index(method) if method in _METHOD_ORDER else len(_METHOD_ORDER)
     return (
         run.backbone,
-        _FRONTEND_ORDER.get(run.frontend, 3),
+        frontends.frontend_rank(run.frontend),
         run.network_input[0] * run.network_input[1],
         rank,
         bool(config.frontend.get("antialias", False)),
@@ -351,7 +356,7 @@ def _value_cell(g: dict) -> str:
 
 def main_table(groups: Sequence[dict]) -> str:
     """The results table (Markdown): one row per experiment, mean and range over seeds."""
-    metric_name = next((n for k, n in METRICS.values() if k == groups[0]["metric"]), "metric")
+    metric_name = _metric_label(groups[0]["metric"])
     backbones = len({g["backbone"] for g in groups}) > 1
     head = ["front-end", "network input", f"test {metric_name}", "seeds"]
     head += ["trainable params", "GFLOPs/image", "train img/s", "wall s/run"]
@@ -489,7 +494,7 @@ def render_figures(
                     "eval": run.eval_curve,
                 }
             )
-    metric_name = next((n for k, n in METRICS.values() if k == runs[0].metric), "metric")
+    metric_name = _metric_label(runs[0].metric)
     figures.learning_curves(
         os.path.join(out, "learning_curves.png"), curves, metric_label=f"test {metric_name}"
     )
