@@ -124,6 +124,10 @@ class SaliencySampler(FrontEnd):
         public code (61×61 kernel, σ ≈ 5.52), which is what the reported numbers came from.
       sigma_fraction: alternatively σ as a fraction of the map width, the paper's text
         (1/3: σ ≈ 10.3 cells for 31). Set `fwhm=None` to use it; giving both is an error.
+      saliency_floor: the fraction f of the saliency mass spread evenly over the cells,
+        `(1 - f) * softmax(logits) + f / cells`, in [0, 1). It bounds the magnification: a
+        map peaked on one cell pulls the grid toward it against a floor of weight f instead
+        of collapsing the whole grid onto one point. 0 (the paper) leaves the softmax as it is.
       pad_mode: padding of the map: "edge" (paper), "reflect" or "constant".
       separable: FOVEA-style separable warp from the saliency marginals, sampled with two
         matrix products; `aux["grid"]` is then a `SeparableGrid`.
@@ -159,6 +163,7 @@ class SaliencySampler(FrontEnd):
     pad: int = 30
     fwhm: float | None = 13.0
     sigma_fraction: float | None = None
+    saliency_floor: float = 0.0
     pad_mode: str = "edge"
     separable: bool = False
     padding_mode: str = "border"
@@ -180,6 +185,13 @@ class SaliencySampler(FrontEnd):
         if self.pad < 0:
             raise ValueError(f"`pad` must be a non-negative integer, got {self.pad!r}.")
         self._sigma()  # Checks fwhm / sigma_fraction.
+        floor = self.saliency_floor
+        if (
+            isinstance(floor, bool)
+            or not isinstance(floor, numbers.Real)
+            or not 0.0 <= float(floor) < 1.0
+        ):
+            raise ValueError(f"`saliency_floor` must be a number in [0, 1), got {floor!r}.")
         check_choice(self.pad_mode, "pad_mode", PAD_MODES)
         check_choice(self.padding_mode, "padding_mode", PADDING_MODES)
         check_blur_schedule(self.blur_steps, self.blur_max_sigma)
@@ -254,6 +266,9 @@ class SaliencySampler(FrontEnd):
         logits = self._logits(images, train)
         batch, g_h, g_w = logits.shape
         saliency = jax.nn.softmax(logits.reshape(batch, g_h * g_w), axis=-1)
+        if self.saliency_floor:
+            floor = float(self.saliency_floor)
+            saliency = (1.0 - floor) * saliency + floor / (g_h * g_w)
         saliency = saliency.reshape(batch, g_h, g_w)
         grid = saliency_grid(
             saliency,
