@@ -40,6 +40,9 @@ def main(argv=None) -> str:
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds, every run")
     parser.add_argument("--steps", type=int, default=1000, help="training steps of every run")
     parser.add_argument("--batch_size", type=int, default=32, help="global batch size")
+    parser.add_argument("--model", default="small_cnn", help='the task network, e.g. "vit_ti16"')
+    parser.add_argument("--task_size", type=int, default=32, help="side of the network's input")
+    parser.add_argument("--learning_rate", type=float, default=3e-3, help="peak (AdamW, cosine)")
     parser.add_argument("--dataset", default=DATASET, help='e.g. "cluttered_digits/tiny"')
     parser.add_argument("--data_dir", default=None, help="default: <out>/tensorflow_datasets")
     parser.add_argument("--save", action="store_true", help="copy the table to benchmarks/results/")
@@ -54,6 +57,9 @@ def main(argv=None) -> str:
         f"--steps={args.steps}",
         f"--batch_size={args.batch_size}",
         f"--dataset={args.dataset}",
+        f"--model={args.model}",
+        f"--task_size={args.task_size}",
+        f"--learning_rate={args.learning_rate}",
         "--full_res_all_seeds",
         "--real_dataset=",  # the demo's own second part: this benchmark is that, in full
     ]

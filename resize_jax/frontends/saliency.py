@@ -137,6 +137,10 @@ class SaliencySampler(FrontEnd):
         public code (61×61 kernel, σ ≈ 5.52), which is what the reported numbers came from.
       sigma_fraction: alternatively σ as a fraction of the map width, the paper's text
         (1/3: σ ≈ 10.3 cells for 31). Set `fwhm=None` to use it; giving both is an error.
+      saliency_floor: the fraction f of the saliency mass spread evenly over the cells,
+        `(1 - f) * softmax(logits) + f / cells`, in [0, 1). It bounds the magnification: a
+        map peaked on one cell pulls the grid toward it against a floor of weight f instead
+        of collapsing the whole grid onto one point. 0 (the paper) leaves the softmax as it is.
       map_pad_mode: padding of the map: "edge" (paper), "reflect" or "constant".
       separable: FOVEA-style separable warp from the saliency marginals, sampled with two
         matrix products; `aux["grid"]` is then a `SeparableGrid`.
@@ -175,6 +179,7 @@ class SaliencySampler(FrontEnd):
     pad: int = 30
     fwhm: float | None = 13.0
     sigma_fraction: float | None = None
+    saliency_floor: float = 0.0
     map_pad_mode: str = "edge"
     separable: bool = False
     padding_mode: str = "border"
@@ -198,6 +203,7 @@ class SaliencySampler(FrontEnd):
         if min(self.grid_shape) < 2:
             raise ValueError(f"`grid_shape` must be at least (2, 2), got {self.grid_shape!r}.")
         _check_gaussian_width(self.fwhm, self.sigma_fraction)
+        check_number(self.saliency_floor, "saliency_floor", low=0, high=1, high_open=True)
         check_choice(self.map_pad_mode, "map_pad_mode", MAP_PAD_MODES)
         check_choice(self.padding_mode, "padding_mode", PADDING_MODES)
         check_blur_schedule(self.blur_steps, self.blur_max_sigma)
@@ -259,6 +265,9 @@ class SaliencySampler(FrontEnd):
         logits = self._logits(images, train)
         batch, g_h, g_w = logits.shape
         saliency = jax.nn.softmax(logits.reshape(batch, g_h * g_w), axis=-1)
+        if self.saliency_floor:
+            floor = float(self.saliency_floor)
+            saliency = (1.0 - floor) * saliency + floor / (g_h * g_w)
         saliency = saliency.reshape(batch, g_h, g_w)
         grid = saliency_grid(
             saliency,

@@ -72,7 +72,11 @@ def make_config(run: str, args: argparse.Namespace, seed: int):
     """The config of demo run `run` for `seed`: configs/default.py plus the demo's settings."""
     from resize_jax.train import default_config
 
-    config = default_config.get_config(RUNS[run])
+    config = default_config.get_config(f"{RUNS[run]},task_size={args.task_size}")
+    if args.model != "small_cnn":
+        from resize_jax.config_args import model_section
+
+        config.model = model_section(args.model)
     config.seed = seed
     config.data.name = args.dataset
     data_dir = args.data_dir or os.path.join(args.out, "tensorflow_datasets")
@@ -181,6 +185,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--steps", type=int, default=300, help="training steps of every run")
     parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument(
+        "--model",
+        default="small_cnn",
+        help='the task network, any registered backbone ("vit_ti16")',
+    )
+    parser.add_argument("--task_size", type=int, default=32, help="side of the network's input")
     parser.add_argument("--eval_batch_size", type=int, default=200)
     parser.add_argument("--learning_rate", type=float, default=3e-3)
     parser.add_argument(
@@ -214,11 +224,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if not seeds:
             parser.error(f"--{prefix}seeds must name at least one seed.")
         setattr(args, f"{prefix}seeds", seeds)
-    if min(args.steps, args.real_steps, args.batch_size) < 1:
+    if min(args.steps, args.real_steps, args.batch_size, args.task_size) < 1:
         parser.error(
-            f"--steps, --real_steps and --batch_size must be >= 1, got {args.steps}, "
-            f"{args.real_steps}, {args.batch_size}."
+            f"--steps, --real_steps, --batch_size and --task_size must be >= 1, got "
+            f"{args.steps}, {args.real_steps}, {args.batch_size}, {args.task_size}."
         )
+    from resize_jax import models
+
+    if args.model not in models.model_names():
+        parser.error(f"--model: unknown {args.model!r}; known: {models.model_names()}.")
     return args
 
 
