@@ -1,5 +1,6 @@
 """The training loop on fake in-memory data: sharding, determinism, resume, two-stage, NaN."""
 
+import logging
 import os
 
 import chex
@@ -83,18 +84,22 @@ def test_eight_devices_match_one_device(tmp_path, state_sharding, one_device_run
     assert sharding.is_fully_replicated == (state_sharding == "replicated")
 
 
-def test_stopped_and_resumed_equals_uninterrupted(tmp_path):
+def test_stopped_and_resumed_equals_uninterrupted(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="absl")
     straight = train_and_evaluate(train_fakes.tiny_config(), str(tmp_path / "straight"))
     # A real SIGTERM arrives while batch 6 is read: the run saves at its step and stops.
     config = train_fakes.tiny_config(**{"data.fake_sigterm_at_batch": 6})
     config.preemption_check_every_steps = 1
     stopped = train_and_evaluate(config, str(tmp_path / "resumed"))
     assert stopped.preempted and int(stopped.state.step) == 6
+    # The log does not present the run as finished, nor an older evaluation as its result.
+    assert "Stopped at step 6; not evaluated." in caplog.text
     with checkpoint.make_manager(str(tmp_path / "resumed")) as manager:
         assert manager.latest_step() == 6
     config = train_fakes.tiny_config(resume_changes="data.fake_sigterm_at_batch")
     resumed = train_and_evaluate(config, str(tmp_path / "resumed"))
     assert not resumed.preempted and int(resumed.state.step) == 8
+    assert "Finished at step 8; eval: " in caplog.text
     _assert_trees_equal(straight.state.params, resumed.state.params)
     _assert_trees_equal(straight.state.batch_stats, resumed.state.batch_stats)
     _assert_trees_equal(straight.state.opt_state, resumed.state.opt_state)

@@ -277,6 +277,7 @@ def _train(
     progress = Progress(num_steps, config.batch_size, start)
     history: list[dict[str, jax.Array]] = []
     eval_metrics: dict[str, float] = {}
+    eval_step = None  # The step `eval_metrics` were measured at.
     preempted = False
     last_saved = start
     log_every = int(config.log_every_steps)
@@ -306,6 +307,7 @@ def _train(
             flush_train_metrics(step)
         if eval_every and step % eval_every == 0 and step != num_steps:
             eval_metrics = run_eval(state) or {}
+            eval_step = step
             writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
             write_pictures(state, step)
         if save_now:
@@ -327,13 +329,19 @@ def _train(
         if final is None:
             preempted = True
         else:
-            eval_metrics = final
+            eval_metrics, eval_step = final, final_step
             writer.write_scalars(final_step, {f"eval/{k}": v for k, v in eval_metrics.items()})
             write_pictures(state, final_step)
     writer.flush()
-    logging.info(
-        "Finished at step %d; eval: %s",
-        int(jax.device_get(state.step)),
-        ", ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items()),
-    )
+    end_step = int(jax.device_get(state.step))
+    scores = ", ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items())
+    if not eval_metrics:
+        logging.info(
+            "%s at step %d; not evaluated.", "Stopped" if preempted else "Finished", end_step
+        )
+    elif eval_step == end_step:
+        logging.info("Finished at step %d; eval: %s", end_step, scores)
+    else:
+        # Stopped early: the last evaluation is older than the state; say so.
+        logging.info("Stopped at step %d; last eval (step %d): %s", end_step, eval_step, scores)
     return TrainResult(state=state, eval_metrics=eval_metrics, preempted=preempted)
