@@ -46,6 +46,7 @@ from ml_collections import config_flags
 
 from resize_jax import data, models
 from resize_jax.models.accounting import peak_bytes
+from resize_jax.ops.checks import check_positive_int
 from resize_jax.train import build, init_training, jit_train_step, sharding
 
 # Dense (no sparsity) peak FLOP/s per device in bf16, from the vendors' data sheets; the
@@ -113,8 +114,7 @@ def synthetic_batch(config, info, batch_size: int, seed: int = 0) -> dict[str, n
 def run(config, *, reps: int, warmup: int, num_classes: int, peak_tflops=None) -> dict:
     """Compiles and times the config's train step; returns the figures (module docstring)."""
     for value, name in ((reps, "reps"), (warmup, "warmup"), (num_classes, "num_classes")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+        check_positive_int(value, name)
     if peak_tflops is not None and not peak_tflops > 0:
         raise ValueError(f"`peak_tflops` must be positive, got {peak_tflops!r}.")
     image_size = config.data.get("image_size")

@@ -68,8 +68,9 @@ def module_section(name: str, factory, **overrides) -> ml_collections.ConfigDict
         keywords = {**factory.keywords, **keywords}
         factory = factory.func
     section = {"name": name}
+    deprecated = getattr(factory, "renamed_fields", {})  # Old names stay out of configs.
     for field in dataclasses.fields(factory):
-        if field.name in _NOT_CONFIGURABLE or not field.init:
+        if field.name in _NOT_CONFIGURABLE or field.name in deprecated or not field.init:
             continue
         default = keywords.get(field.name, field.default)
         if isinstance(default, _SIMPLE) and not isinstance(default, type):

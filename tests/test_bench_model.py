@@ -114,9 +114,9 @@ def test_vendor_peaks(kind, dtype, expected):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"reps": 0}, "`reps` must be a positive int, got 0"),
-        ({"warmup": 1.5}, "`warmup` must be a positive int, got 1.5"),
-        ({"num_classes": True}, "`num_classes` must be a positive int, got True"),
+        ({"reps": 0}, "`reps` must be a positive integer, got 0"),
+        ({"warmup": 1.5}, "`warmup` must be a positive integer, got 1.5"),
+        ({"num_classes": True}, "`num_classes` must be a positive integer, got True"),
         ({"peak_tflops": -1.0}, "`peak_tflops` must be positive, got -1.0"),
     ],
 )

@@ -213,7 +213,7 @@ def test_tensorflow_is_kept_off_accelerators():
         ({"task": "detection"}, "`task` must be one of"),
         ({"task": "segmentation", "num_classes": 4}, "task 'segmentation' needs an Image"),
         ({"label_key": "labels"}, r"`label_key`='labels' is not a feature.*'label'"),
-        ({"eval_crop_fraction": 1.5}, r"`eval_crop_fraction` must be in \(0, 1\]"),
+        ({"eval_crop_fraction": 1.5}, r"`eval_crop_fraction` must be a finite number in \(0, 1\]"),
         ({"crop_area_range": (0.5, 1.5)}, "`crop_area_range` must be a pair"),
         ({"num_classes": 10}, "`num_classes`=10 does not match dataset 'small_details/tiny'"),
         (
@@ -234,7 +234,7 @@ def test_config_errors(data_dir, overrides, match):
 
 def test_argument_errors(data_dir):
     config = _config(data_dir)
-    with pytest.raises(ValueError, match="`batch_size` must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="`batch_size` must be a positive integer, got 0"):
         data.train_iterator(config, batch_size=0, seed=0)
     with pytest.raises(ValueError, match="`process_index` must be in \\[0, process_count=2\\)"):
         data.eval_iterator(config, batch_size=2, process_index=2, process_count=2)

@@ -328,8 +328,8 @@ def test_string_for_separable_is_refused():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"bn_epsilon": -1.0}, r"`bn_epsilon` must be a positive number, got -1.0"),
-        ({"bn_momentum": 5.0}, r"`bn_momentum` must be in \[0, 1\], got 5.0"),
+        ({"bn_epsilon": -1.0}, r"`bn_epsilon` must be a positive finite number, got -1.0"),
+        ({"bn_momentum": 5.0}, r"`bn_momentum` must be a finite number in \[0, 1\], got 5.0"),
     ],
 )
 def test_learned_resizer_batch_norm_settings_are_checked(kwargs, message):

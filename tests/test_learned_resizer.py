@@ -186,7 +186,7 @@ def test_is_a_drop_in_submodule():
         ({"output_shape": (0, 4)}, "`output_shape`"),
         ({"output_shape": (float("nan"), 4)}, "`output_shape` must be finite"),
         ({"output_shape": (4.5, 4)}, "`output_shape` must hold integers"),
-        ({"output_shape": (4, 4), "interpolation": "cubic"}, "`interpolation` must be one of"),
+        ({"output_shape": (4, 4), "method": "cubic"}, "`method` must be one of"),
         ({"output_shape": (4, 4), "num_filters": 0}, "`num_filters`"),
         ({"output_shape": (4, 4), "num_res_blocks": -1}, "`num_res_blocks`"),
     ],

@@ -44,5 +44,5 @@ def test_floor_bounds_the_magnification():
 
 @pytest.mark.parametrize("floor", [-0.1, 1.0, 2, True, "0.5", float("nan")])
 def test_bad_floor_is_refused(floor):
-    with pytest.raises(ValueError, match=r"`saliency_floor` must be a number in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"`saliency_floor` must be a finite number in \[0, 1\)"):
         SaliencySampler((16, 16), saliency_floor=floor)

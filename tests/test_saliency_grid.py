@@ -19,7 +19,7 @@ grid_fn = jax.jit(
         "pad",
         "fwhm",
         "sigma",
-        "pad_mode",
+        "map_pad_mode",
         "separable",
         "implementation",
     ),
@@ -40,27 +40,27 @@ def _peak(strength, shape=(31, 31), cell=(8, 20)):
     return (s / s.sum()).astype(np.float32)
 
 
-@pytest.mark.parametrize("pad_mode", ["edge", "reflect", "constant"])
+@pytest.mark.parametrize("map_pad_mode", ["edge", "reflect", "constant"])
 @pytest.mark.parametrize(
     ("cells", "pad", "out"),
     [((31, 31), 30, (20, 24)), ((7, 9), 4, (11, 5)), ((12, 5), 6, (9, 13)), ((5, 5), 0, (8, 8))],
 )
 @pytest.mark.parametrize("gaussian", ["code", "text"])
-def test_matches_numpy_oracle(cells, pad, out, pad_mode, gaussian):
+def test_matches_numpy_oracle(cells, pad, out, map_pad_mode, gaussian):
     saliency = _random_saliency(sum(cells) + pad, (2, *cells))
     # The public code's FWHM 13 or the paper's text, σ = a third of the map width.
     kwargs = {"fwhm": 13.0} if gaussian == "code" else {"sigma": cells[1] / 3}
-    got = grid_fn(saliency, out, pad=pad, pad_mode=pad_mode, **kwargs)
-    want = ref.saliency_grid(saliency, out, pad=pad, pad_mode=pad_mode, **kwargs)
+    got = grid_fn(saliency, out, pad=pad, map_pad_mode=map_pad_mode, **kwargs)
+    want = ref.saliency_grid(saliency, out, pad=pad, pad_mode=map_pad_mode, **kwargs)
     chex.assert_shape(got, (2, *out, 2))
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-@pytest.mark.parametrize("pad_mode", ["edge", "reflect", "constant"])
-def test_separable_grid_matches_numpy_oracle(pad_mode):
+@pytest.mark.parametrize("map_pad_mode", ["edge", "reflect", "constant"])
+def test_separable_grid_matches_numpy_oracle(map_pad_mode):
     saliency = _random_saliency(3, (2, 9, 7))
-    got = grid_fn(saliency, (11, 13), pad=5, pad_mode=pad_mode, separable=True)
-    want_x, want_y = ref.separable_saliency_grid(saliency, (11, 13), pad=5, pad_mode=pad_mode)
+    got = grid_fn(saliency, (11, 13), pad=5, map_pad_mode=map_pad_mode, separable=True)
+    want_x, want_y = ref.separable_saliency_grid(saliency, (11, 13), pad=5, pad_mode=map_pad_mode)
     assert isinstance(got, ops.SeparableGrid)
     chex.assert_shape([got.x, got.y], [(2, 13), (2, 11)])
     np.testing.assert_allclose(got.x, want_x, atol=1e-5)
@@ -108,14 +108,14 @@ def test_gaussian_kernel_is_separable_and_parametrised_both_ways():
     np.testing.assert_array_equal(ops.gaussian_kernel_1d(61), k)
 
 
-@pytest.mark.parametrize("pad_mode", ["edge", "reflect"])
+@pytest.mark.parametrize("map_pad_mode", ["edge", "reflect"])
 @pytest.mark.parametrize(("cells", "out"), [((31, 31), (24, 40)), ((6, 11), (9, 7))])
-def test_flat_saliency_gives_the_uniform_grid(cells, out, pad_mode):
+def test_flat_saliency_gives_the_uniform_grid(cells, out, map_pad_mode):
     flat = np.full((2, *cells), 1.0 / math.prod(cells), np.float32)
     pad = min(cells) - 1
-    grid = grid_fn(flat, out, pad=pad, pad_mode=pad_mode)
+    grid = grid_fn(flat, out, pad=pad, map_pad_mode=map_pad_mode)
     np.testing.assert_allclose(grid, ops.identity_grid(2, *out), atol=1e-5)
-    sep = grid_fn(flat, out, pad=pad, pad_mode=pad_mode, separable=True)
+    sep = grid_fn(flat, out, pad=pad, map_pad_mode=map_pad_mode, separable=True)
     np.testing.assert_allclose(
         sep.x, np.broadcast_to(np.linspace(-1, 1, out[1]), (2, out[1])), atol=1e-5
     )
@@ -221,12 +221,14 @@ def test_zero_mass_regions_sample_uniformly_without_nan():
     # sees no mass at all. The grid stays finite there (uniform) and so does the gradient.
     saliency = np.zeros((1, 9, 9), np.float32)
     saliency[0, :2, :2] = 0.25
-    grid = grid_fn(saliency, (9, 9), pad=2, sigma=0.5, pad_mode="constant")
+    grid = grid_fn(saliency, (9, 9), pad=2, sigma=0.5, map_pad_mode="constant")
     assert np.all(np.isfinite(grid))
     np.testing.assert_allclose(grid[0, 8, 8], [1.0, 1.0], atol=1e-6)
     g = jax.jit(
         jax.grad(
-            lambda s: jnp.sum(ops.saliency_grid(s, (9, 9), pad=2, sigma=0.5, pad_mode="constant"))
+            lambda s: jnp.sum(
+                ops.saliency_grid(s, (9, 9), pad=2, sigma=0.5, map_pad_mode="constant")
+            )
         )
     )(saliency)
     assert np.all(np.isfinite(g))
@@ -255,7 +257,7 @@ def test_bad_inputs_raise_value_errors():
         (good, {"fwhm": 13.0, "sigma": 3.0}, "at most one of `fwhm` and `sigma`"),
         (good, {"fwhm": 0.0}, "`fwhm` must be a positive finite number"),
         (good, {"sigma": float("inf")}, "`sigma` must be a positive finite number"),
-        (good, {"pad_mode": "wrap"}, "`pad_mode` must be one of"),
+        (good, {"map_pad_mode": "wrap"}, "`map_pad_mode` must be one of"),
         (good, {"implementation": "fft"}, "`implementation` must be one of"),
     ]
     for saliency, kwargs, message in cases:

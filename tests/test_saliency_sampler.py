@@ -238,12 +238,12 @@ def test_bad_inputs_raise_value_errors():
         SaliencySampler((12, 12), pad=-1)
     with pytest.raises(ValueError, match="at most one of `fwhm` and `sigma_fraction`"):
         SaliencySampler((12, 12), sigma_fraction=1 / 3)
-    with pytest.raises(ValueError, match="`sigma_fraction` must be a positive number"):
+    with pytest.raises(ValueError, match="`sigma_fraction` must be a positive finite number"):
         SaliencySampler((12, 12), fwhm=None, sigma_fraction=-1.0)
     with pytest.raises(ValueError, match="`fwhm` must be a positive finite number"):
         SaliencySampler((12, 12), fwhm=0.0)
-    with pytest.raises(ValueError, match="`pad_mode` must be one of"):
-        SaliencySampler((12, 12), pad_mode="wrap")
+    with pytest.raises(ValueError, match="`map_pad_mode` must be one of"):
+        SaliencySampler((12, 12), map_pad_mode="wrap")
     with pytest.raises(ValueError, match="`padding_mode` must be one of"):
         SaliencySampler((12, 12), padding_mode="reflection")
     with pytest.raises(ValueError, match="`blur_steps` must be a non-negative integer"):

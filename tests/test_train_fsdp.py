@@ -43,7 +43,7 @@ def test_rule_splits_the_largest_divisible_dimension_of_large_arrays(caplog):
 def test_bad_sharding_config_is_refused():
     with pytest.raises(ValueError, match=r"`config.sharding` must be one of .*got 'zero3'"):
         sharding.check_sharding_config(_config("zero3"))
-    with pytest.raises(ValueError, match=r"`config.fsdp_min_size_mb` must be a number >= 0"):
+    with pytest.raises(ValueError, match=r"`config.fsdp_min_size_mb` must be a non-negative"):
         sharding.check_sharding_config(_config(min_size_mb=-1))
 
 

@@ -10,7 +10,13 @@ import ml_collections
 from ml_collections import config_dict
 
 from resize_jax.data import base, registry
-from resize_jax.ops.checks import check_choice, check_size_pair
+from resize_jax.ops.checks import (
+    check_choice,
+    check_int,
+    check_number,
+    check_positive_int,
+    check_size_pair,
+)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -87,9 +93,28 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 @dataclasses.dataclass(frozen=True)
-class Resolved:
-    """The config with every default filled in and every value checked."""
+class Options:
+    """Resolved preprocessing settings (see `default_config` for each); what
+    `resize_jax.data.preprocess` reads."""
 
+    task: str
+    image_size: tuple[int, int]
+    value_range: tuple[float, float]
+    augment: str  # "crop_flip", "flip" or "none"
+    crop_area_range: tuple[float, float]
+    crop_aspect_range: tuple[float, float]
+    eval_crop_fraction: float
+    num_classes: int
+    one_hot: bool
+    ignore_label: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved(Options):
+    """The config with every default filled in and every value checked: the preprocessing
+    `Options` (with `num_classes` None where the dataset's count applies) and the source."""
+
+    num_classes: int | None
     name: str
     spec: registry.Spec
     data_dir: str | None
@@ -98,20 +123,15 @@ class Resolved:
     image_dir: str | None
     train_split: str
     eval_split: str
-    image_size: tuple[int, int]
-    value_range: tuple[float, float]
-    augment: str  # "crop_flip", "flip" or "none"
-    crop_area_range: tuple[float, float]
-    crop_aspect_range: tuple[float, float]
-    eval_crop_fraction: float
     shuffle_buffer: int
     cache: bool
-    one_hot: bool
-    task: str
     image_key: str
     label_key: str
-    num_classes: int | None
-    ignore_label: int
+
+    def options(self, num_classes: int, **changes) -> Options:
+        """The preprocessing options for a source of `num_classes` classes, with `changes`."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(Options)}
+        return Options(**{**values, "num_classes": num_classes, **changes})
 
 
 _DEFAULTS = default_config()
@@ -160,21 +180,13 @@ def resolve(config) -> Resolved:
         raise ValueError(f"`augment` must be True or False, got {augment!r}.")
     task = check_choice(_get(config, "task", spec.task), "task", base.TASKS)
     fraction = _get(config, "eval_crop_fraction", spec.eval_crop_fraction)
-    if not isinstance(fraction, numbers.Real) or not 0.0 < fraction <= 1.0:
-        raise ValueError(f"`eval_crop_fraction` must be in (0, 1], got {fraction!r}.")
-    shuffle_buffer = _get(config, "shuffle_buffer")
-    if (
-        isinstance(shuffle_buffer, bool)
-        or not isinstance(shuffle_buffer, int)
-        or shuffle_buffer < 1
-    ):
-        raise ValueError(f"`shuffle_buffer` must be a positive int, got {shuffle_buffer!r}.")
+    fraction = check_number(fraction, "eval_crop_fraction", low=0, high=1, low_open=True)
+    shuffle_buffer = check_positive_int(_get(config, "shuffle_buffer"), "shuffle_buffer")
     num_classes = _get(config, "num_classes", spec.num_classes)
-    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
-        raise ValueError(f"`num_classes` must be a positive int or None, got {num_classes!r}.")
+    if num_classes is not None:  # None: the dataset's.
+        num_classes = check_positive_int(num_classes, "num_classes")
     ignore_label = _get(config, "ignore_label")
-    if isinstance(ignore_label, bool) or not isinstance(ignore_label, int):
-        raise ValueError(f"`ignore_label` must be an int, got {ignore_label!r}.")
+    check_int(ignore_label, "ignore_label")
     if task == "segmentation" and not 0 <= ignore_label <= 255:
         raise ValueError(
             f"`ignore_label` must be in [0, 255] (masks are 8-bit), got {ignore_label!r}."

@@ -24,6 +24,7 @@ import tensorflow_datasets as tfds
 
 from resize_jax.data import base, preprocess
 from resize_jax.data.config import Resolved, resolve
+from resize_jax.ops.checks import check_int, check_positive_int
 
 
 def _fingerprint(r: Resolved) -> tuple:
@@ -99,21 +100,6 @@ def _source(config) -> tuple[Resolved, base.Source]:
     return r, source
 
 
-def _options(r: Resolved, source: base.Source) -> preprocess.Options:
-    return preprocess.Options(
-        task=r.task,
-        image_size=r.image_size,
-        value_range=r.value_range,
-        augment=r.augment,
-        crop_area_range=r.crop_area_range,
-        crop_aspect_range=r.crop_aspect_range,
-        eval_crop_fraction=r.eval_crop_fraction,
-        num_classes=source.num_classes,
-        one_hot=r.one_hot,
-        ignore_label=r.ignore_label,
-    )
-
-
 def _split_size(source: base.Source, spec: str, name: str) -> int:
     return sum(base.shard_sizes(source.splits, spec, 1, name=name))
 
@@ -150,18 +136,10 @@ def get_info(config) -> base.DatasetInfo:
 def _process(process_index, process_count) -> tuple[int, int]:
     index = jax.process_index() if process_index is None else process_index
     count = jax.process_count() if process_count is None else process_count
-    for value, name in ((index, "process_index"), (count, "process_count")):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise ValueError(f"`{name}` must be an int, got {value!r}.")
+    index, count = check_int(index, "process_index"), check_int(count, "process_count")
     if not 0 <= index < count:
         raise ValueError(f"`process_index` must be in [0, process_count={count}), got {index}.")
     return int(index), int(count)
-
-
-def _check_positive(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
-    return int(value)
 
 
 def _deterministic(ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -188,9 +166,8 @@ def train_iterator(
       targets)}.
     """
     r, source = _source(config)
-    batch_size = _check_positive(batch_size, "batch_size")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ValueError(f"`seed` must be an int, got {seed!r}.")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    check_int(seed, "seed")
     index, count = _process(process_index, process_count)
     local = base.shard_sizes(source.splits, r.train_split, count, name="train_split")[index]
     if local == 0:
@@ -200,7 +177,7 @@ def train_iterator(
         )
     # One 32-bit seed per (seed, process): shards differ, so their random streams should too.
     process_seed = int(np.random.SeedSequence([int(seed) % 2**63, index]).generate_state(1)[0])
-    opts = _options(r, source)
+    opts = r.options(source.num_classes)
     ds = source.read(r.train_split, index, count, shuffle_files=True, seed=process_seed)
     if r.cache:
         ds = ds.cache()
@@ -229,13 +206,13 @@ def eval_iterator(
       example and 0 for padding.
     """
     r, source = _source(config)
-    batch_size = _check_positive(batch_size, "batch_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
     index, count = _process(process_index, process_count)
     sizes = base.shard_sizes(source.splits, r.eval_split, count, name="eval_split")
     if sum(sizes) == 0:
         raise ValueError(f"`eval_split`={r.eval_split!r} of {r.name!r} is empty.")
     local, num_batches = sizes[index], math.ceil(max(sizes) / batch_size)
-    opts = _options(r, source)
+    opts = r.options(source.num_classes)
     ds = source.read(r.eval_split, index, count, shuffle_files=False, seed=None)
     if r.cache:
         ds = ds.cache()

@@ -20,25 +20,11 @@ flip as their images.
 
 from __future__ import annotations
 
-import dataclasses
-
 import tensorflow as tf
 
+from resize_jax.data.config import Options
 
-@dataclasses.dataclass(frozen=True)
-class Options:
-    """Resolved preprocessing settings (see `resize_jax.data.default_config` for each)."""
-
-    task: str
-    image_size: tuple[int, int]
-    value_range: tuple[float, float]
-    augment: str  # "crop_flip", "flip" or "none"
-    crop_area_range: tuple[float, float]
-    crop_aspect_range: tuple[float, float]
-    eval_crop_fraction: float
-    num_classes: int
-    one_hot: bool
-    ignore_label: int
+__all__ = ["Options", "decode_image", "padding_example", "preprocess", "to_value_range"]
 
 
 def decode_image(data: tf.Tensor) -> tf.Tensor:
@@ -128,9 +114,13 @@ def preprocess(example: dict, seed: tf.Tensor | None, opts: Options, *, train: b
         image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
         if mask is not None:
             mask = tf.cond(flip, lambda: tf.reverse(mask, [1]), lambda: mask)
-    low, high = opts.value_range
-    image = tf.clip_by_value(image, 0.0, 255.0) * ((high - low) / 255.0) + low
-    return {"image": image, "label": _label(label, mask, opts)}
+    return {"image": to_value_range(image, opts.value_range), "label": _label(label, mask, opts)}
+
+
+def to_value_range(image: tf.Tensor, value_range: tuple[float, float]) -> tf.Tensor:
+    """f32 pixels in [0, 255] (clipped: resizing overshoots) → [low, high]."""
+    low, high = value_range
+    return tf.clip_by_value(image, 0.0, 255.0) * ((high - low) / 255.0) + low
 
 
 def _label(label, mask, opts: Options) -> tf.Tensor:

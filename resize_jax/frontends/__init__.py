@@ -10,8 +10,11 @@ from resize_jax.frontends.base import FrontEnd
 from resize_jax.frontends.fixed import FixedResizer
 from resize_jax.frontends.learned import LearnedResizer, ResidualBlock
 from resize_jax.frontends.registry import (
+    NO_FRONTEND,
+    describe_frontend,
     frontend_class,
     frontend_names,
+    frontend_rank,
     get_frontend,
     register_frontend,
 )
@@ -19,14 +22,17 @@ from resize_jax.frontends.saliency import SaliencySampler
 from resize_jax.frontends.saliency_net import SaliencyCNN
 
 __all__ = [
+    "NO_FRONTEND",
     "FixedResizer",
     "FrontEnd",
     "LearnedResizer",
     "ResidualBlock",
     "SaliencyCNN",
     "SaliencySampler",
+    "describe_frontend",
     "frontend_class",
     "frontend_names",
+    "frontend_rank",
     "get_frontend",
     "register_frontend",
 ]

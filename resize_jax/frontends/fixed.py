@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from resize_jax import ops
-from resize_jax.frontends.base import FrontEnd
+from resize_jax.frontends.base import FrontEnd, keep_checked
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.ops.checks import check_bool, check_choice, check_images, check_size_pair
 
@@ -24,6 +24,8 @@ class FixedResizer(FrontEnd):
       dtype: computation dtype of the output.
     """
 
+    label: ClassVar[str] = "fixed"
+
     output_shape: tuple[int, int]
     method: str = "bilinear"
     antialias: bool = False
@@ -31,10 +33,16 @@ class FixedResizer(FrontEnd):
     param_dtype: Any = jnp.float32  # Unused: no parameters; kept for the uniform contract.
 
     def __post_init__(self):
-        check_size_pair(self.output_shape, "output_shape")
+        keep_checked(self, output_shape=check_size_pair(self.output_shape, "output_shape"))
         check_choice(self.method, "method", ops.METHODS)
         check_bool(self.antialias, "antialias")
         super().__post_init__()
+
+    @classmethod
+    def describe(cls, section) -> str:
+        """ "fixed bilinear", "fixed bicubic (antialiased)", ..."""
+        name = f"{cls.label} {section.get('method', 'bilinear')}"
+        return name + (" (antialiased)" if section.get("antialias") else "")
 
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False, step=None):
@@ -44,7 +52,7 @@ class FixedResizer(FrontEnd):
         check_images(images)
         resized = ops.resize(
             images.astype(self.dtype),
-            check_size_pair(self.output_shape, "output_shape"),
+            self.output_shape,
             method=self.method,
             antialias=self.antialias,
         )

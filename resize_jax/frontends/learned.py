@@ -15,57 +15,43 @@ activation after the add. Layer names below are the checkpoint format: do not re
 from __future__ import annotations
 
 import functools
-import math
-import numbers
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from resize_jax import ops
-from resize_jax.frontends.base import FrontEnd
+from resize_jax.frontends.base import FrontEnd, keep_checked, resolve_renamed_fields
 from resize_jax.frontends.registry import register_frontend
-from resize_jax.models.common import batch_norm
-from resize_jax.ops.checks import check_bool, check_choice, check_images, check_size_pair
+from resize_jax.models.common import ModuleDef, norm_def
+from resize_jax.ops.checks import (
+    check_bool,
+    check_choice,
+    check_images,
+    check_int,
+    check_number,
+    check_size_pair,
+)
 from resize_jax.ops.conv import conv_general_dilated
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _conv(features: int, size: int, module: nn.Module, name: str) -> nn.Conv:
-    # ops.conv_general_dilated: XLA's convolution, except on CPU where these narrow layers
-    # run as native direct convolutions (ops/conv.py); same parameters either way.
-    return nn.Conv(
-        features,
-        (size, size),
-        padding="SAME",
-        dtype=module.dtype,
-        param_dtype=module.param_dtype,
-        conv_general_dilated=conv_general_dilated,
-        name=name,
-    )
-
-
 class ResidualBlock(nn.Module):
-    """conv3x3 → BN → LeakyReLU → conv3x3 → BN, plus the block's input; no final activation."""
+    """conv3x3 → BN → LeakyReLU → conv3x3 → BN, plus the block's input; no final activation.
+
+    `conv`, `norm`: the resizer's convolution and BatchNorm partials (settings and dtypes)."""
 
     features: int
     negative_slope: float = 0.2
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
+    conv: ModuleDef = nn.Conv
+    norm: ModuleDef = nn.BatchNorm
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         """x: f[B, h, w, features] → f[B, h, w, features]."""
-        y = _conv(self.features, 3, self, "conv1")(x)
-        y = batch_norm(self, train, "bn1")(y)
+        norm = functools.partial(self.norm, use_running_average=not train)
+        y = norm(name="bn1")(self.conv(self.features, (3, 3), name="conv1")(x))
         y = nn.leaky_relu(y, self.negative_slope)
-        y = _conv(self.features, 3, self, "conv2")(y)
-        y = batch_norm(self, train, "bn2")(y)
+        y = norm(name="bn2")(self.conv(self.features, (3, 3), name="conv2")(y))
         return x + y
 
 
@@ -77,7 +63,8 @@ class LearnedResizer(FrontEnd):
       output_shape: (out_h, out_w); any size and aspect ratio, down- or up-scaling.
       num_filters: n, the width of every hidden convolution (paper default 16).
       num_res_blocks: r, the number of chained residual blocks (paper default 1).
-      interpolation: the resize used for the skip path and the feature bottleneck.
+      method: the resize used for the skip path and the feature bottleneck, one of
+        `resize_jax.ops.METHODS` (as `FixedResizer.method`).
       antialias: whether those resizes antialias (default False: the paper used TF's
         `tf.image.resize` without antialiasing).
       negative_slope: LeakyReLU slope (paper: 0.2).
@@ -86,6 +73,7 @@ class LearnedResizer(FrontEnd):
         a front-end is usually trained in; Keras' are 0.99 and 1e-3.
       dtype: computation dtype; param_dtype: parameter dtype (bf16 compute with f32 params
         works).
+      interpolation: the deprecated name of `method` (kept for one release).
 
     `__call__(images, *, train=False, step=None)` returns `(resized, aux)` with
     `resized: f[B, out_h, out_w, C]` and `aux = {"skip": the plain resize of the input}`.
@@ -96,33 +84,30 @@ class LearnedResizer(FrontEnd):
     output_shape: tuple[int, int]
     num_filters: int = 16
     num_res_blocks: int = 1
-    interpolation: str = "bilinear"
+    method: str = "bilinear"
     antialias: bool = False
     negative_slope: float = 0.2
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    interpolation: str | None = None  # Deprecated name of `method`.
+
+    label: ClassVar[str] = "learned resizer"
+    renamed_fields: ClassVar[dict[str, str]] = {"interpolation": "method"}
 
     def __post_init__(self):
-        check_size_pair(self.output_shape, "output_shape")
-        check_choice(self.interpolation, "interpolation", ops.METHODS)
-        for name in ("num_filters", "num_res_blocks"):
-            value = getattr(self, name)
-            minimum = 1 if name == "num_filters" else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
+        resolve_renamed_fields(self)
+        keep_checked(self, output_shape=check_size_pair(self.output_shape, "output_shape"))
+        check_choice(self.method, "method", ops.METHODS)
+        check_int(self.num_filters, "num_filters", minimum=1)
+        check_int(self.num_res_blocks, "num_res_blocks", minimum=0)
         check_bool(self.antialias, "antialias")
         # flax.linen.BatchNorm takes any value: a negative epsilon gives NaN, a momentum
         # outside [0, 1] running statistics that diverge.
-        if not _is_number(self.bn_epsilon) or not 0 < self.bn_epsilon < math.inf:
-            raise ValueError(f"`bn_epsilon` must be a positive number, got {self.bn_epsilon!r}.")
-        if not _is_number(self.bn_momentum) or not 0 <= self.bn_momentum <= 1:
-            raise ValueError(f"`bn_momentum` must be in [0, 1], got {self.bn_momentum!r}.")
-        if not _is_number(self.negative_slope) or not math.isfinite(self.negative_slope):
-            raise ValueError(
-                f"`negative_slope` must be a finite number, got {self.negative_slope!r}."
-            )
+        check_number(self.bn_epsilon, "bn_epsilon", low=0, low_open=True)
+        check_number(self.bn_momentum, "bn_momentum", low=0, high=1)
+        check_number(self.negative_slope, "negative_slope")
         super().__post_init__()
 
     def _check_channels(self, channels: int) -> None:
@@ -146,31 +131,36 @@ class LearnedResizer(FrontEnd):
         self._check_channels(channels)
         resize = functools.partial(
             ops.resize,
-            output_shape=check_size_pair(self.output_shape, "output_shape"),
-            method=self.interpolation,
+            output_shape=self.output_shape,
+            method=self.method,
             antialias=self.antialias,
         )
         activation = functools.partial(nn.leaky_relu, negative_slope=self.negative_slope)
+        # ops.conv_general_dilated: XLA's convolution, except on CPU where these narrow layers
+        # run as native direct convolutions (ops/conv.py); same parameters either way.
+        conv = functools.partial(
+            nn.Conv,
+            padding="SAME",
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            conv_general_dilated=conv_general_dilated,
+        )
+        norm = norm_def(self)
         n = self.num_filters
         x = images.astype(self.dtype)
 
         skip = resize(x)
-        y = activation(_conv(n, 7, self, "conv_in")(x))
-        y = activation(_conv(n, 1, self, "conv_mix")(y))
-        y = batch_norm(self, train, "bn_in")(y)
+        y = activation(conv(n, (7, 7), name="conv_in")(x))
+        y = activation(conv(n, (1, 1), name="conv_mix")(y))
+        y = norm(use_running_average=not train, name="bn_in")(y)
         y = resize(y)
 
         z = y
         for k in range(self.num_res_blocks):
-            z = ResidualBlock(
-                n,
-                negative_slope=self.negative_slope,
-                bn_momentum=self.bn_momentum,
-                bn_epsilon=self.bn_epsilon,
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                name=f"res_block_{k}",
-            )(z, train=train)
-        z = batch_norm(self, train, "bn_proj")(_conv(n, 3, self, "conv_proj")(z)) + y
-        out = _conv(channels, 7, self, "conv_out")(z) + skip
+            z = ResidualBlock(n, self.negative_slope, conv=conv, norm=norm, name=f"res_block_{k}")(
+                z, train=train
+            )
+        z = conv(n, (3, 3), name="conv_proj")(z)
+        z = norm(use_running_average=not train, name="bn_proj")(z) + y
+        out = conv(channels, (7, 7), name="conv_out")(z) + skip
         return out, {"skip": skip}

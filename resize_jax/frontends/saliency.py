@@ -13,8 +13,6 @@ Layer names are the checkpoint format: do not rename them.
 from __future__ import annotations
 
 import inspect
-import math
-import numbers
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -22,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from resize_jax import ops
-from resize_jax.frontends.base import FrontEnd
+from resize_jax.frontends.base import FrontEnd, keep_checked, resolve_renamed_fields
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.frontends.saliency_net import SaliencyCNN
 from resize_jax.ops.blur import check_blur_schedule, maybe_blur
@@ -31,13 +29,15 @@ from resize_jax.ops.checks import (
     check_choice,
     check_finite,
     check_images,
+    check_int,
+    check_number,
     check_size_pair,
     warn_if_nchw,
 )
 from resize_jax.ops.grid_sample import PADDING_MODES, grid_sample
 from resize_jax.ops.mipmap import grid_sample_antialiased
 from resize_jax.ops.saliency import (
-    PAD_MODES,
+    MAP_PAD_MODES,
     resolve_sigma,
     saliency_grid,
     sample_separable,
@@ -105,6 +105,19 @@ def unwarp_dense(dense, grid, input_shape: tuple[int, int], *, iterations: int =
     return ops.unwarp(dense, grid, input_shape, iterations=iterations)
 
 
+def _check_gaussian_width(fwhm, sigma_fraction) -> None:
+    """At most one of `fwhm` and `sigma_fraction`, each a positive finite number."""
+    if fwhm is not None and sigma_fraction is not None:
+        raise ValueError(
+            f"Give at most one of `fwhm` and `sigma_fraction`, got fwhm={fwhm!r} and "
+            f"sigma_fraction={sigma_fraction!r} (set fwhm=None to use sigma_fraction)."
+        )
+    if fwhm is not None:
+        check_number(fwhm, "fwhm", low=0, low_open=True)
+    if sigma_fraction is not None:
+        check_number(sigma_fraction, "sigma_fraction", low=0, low_open=True)
+
+
 @register_frontend("saliency")
 class SaliencySampler(FrontEnd):
     """The saliency sampler: zooms into what a small network finds salient.
@@ -128,10 +141,11 @@ class SaliencySampler(FrontEnd):
         `(1 - f) * softmax(logits) + f / cells`, in [0, 1). It bounds the magnification: a
         map peaked on one cell pulls the grid toward it against a floor of weight f instead
         of collapsing the whole grid onto one point. 0 (the paper) leaves the softmax as it is.
-      pad_mode: padding of the map: "edge" (paper), "reflect" or "constant".
+      map_pad_mode: padding of the map: "edge" (paper), "reflect" or "constant".
       separable: FOVEA-style separable warp from the saliency marginals, sampled with two
         matrix products; `aux["grid"]` is then a `SeparableGrid`.
       padding_mode: what samples outside the image read, see `resize_jax.ops.grid_sample`.
+      pad_mode: the deprecated name of `map_pad_mode` (kept for one release).
       antialias: sample through an image pyramid at the level matching the grid's local
         spacing (`resize_jax.ops.grid_sample_antialiased`, trilinear mip-mapping) instead of
         reading the 4 nearest pixels. Default False: the paper's code samples the raw image,
@@ -155,6 +169,8 @@ class SaliencySampler(FrontEnd):
     """
 
     rng_streams: ClassVar[tuple[str, ...]] = ("blur",)
+    label: ClassVar[str] = "saliency sampler"
+    renamed_fields: ClassVar[dict[str, str]] = {"pad_mode": "map_pad_mode"}
 
     output_shape: tuple[int, int]
     saliency_net: nn.Module | None = None
@@ -164,7 +180,7 @@ class SaliencySampler(FrontEnd):
     fwhm: float | None = 13.0
     sigma_fraction: float | None = None
     saliency_floor: float = 0.0
-    pad_mode: str = "edge"
+    map_pad_mode: str = "edge"
     separable: bool = False
     padding_mode: str = "border"
     antialias: bool = False
@@ -173,58 +189,41 @@ class SaliencySampler(FrontEnd):
     unwarp_iterations: int = 4
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    pad_mode: str | None = None  # Deprecated name of `map_pad_mode`.
 
     def __post_init__(self):
-        check_size_pair(self.output_shape, "output_shape")
-        check_size_pair(self.saliency_input_shape, "saliency_input_shape")
-        grid_shape = check_size_pair(self.grid_shape, "grid_shape")
-        if min(grid_shape) < 2:
+        resolve_renamed_fields(self)
+        keep_checked(
+            self,
+            output_shape=check_size_pair(self.output_shape, "output_shape"),
+            saliency_input_shape=check_size_pair(self.saliency_input_shape, "saliency_input_shape"),
+            grid_shape=check_size_pair(self.grid_shape, "grid_shape"),
+            pad=check_int(self.pad, "pad", minimum=0),
+        )
+        if min(self.grid_shape) < 2:
             raise ValueError(f"`grid_shape` must be at least (2, 2), got {self.grid_shape!r}.")
-        if isinstance(self.pad, bool) or not isinstance(self.pad, numbers.Integral):
-            raise ValueError(f"`pad` must be a non-negative integer, got {self.pad!r}.")
-        if self.pad < 0:
-            raise ValueError(f"`pad` must be a non-negative integer, got {self.pad!r}.")
-        self._sigma()  # Checks fwhm / sigma_fraction.
-        floor = self.saliency_floor
-        if (
-            isinstance(floor, bool)
-            or not isinstance(floor, numbers.Real)
-            or not 0.0 <= float(floor) < 1.0
-        ):
-            raise ValueError(f"`saliency_floor` must be a number in [0, 1), got {floor!r}.")
-        check_choice(self.pad_mode, "pad_mode", PAD_MODES)
+        _check_gaussian_width(self.fwhm, self.sigma_fraction)
+        check_number(self.saliency_floor, "saliency_floor", low=0, high=1, high_open=True)
+        check_choice(self.map_pad_mode, "map_pad_mode", MAP_PAD_MODES)
         check_choice(self.padding_mode, "padding_mode", PADDING_MODES)
         check_blur_schedule(self.blur_steps, self.blur_max_sigma)
-        iterations = self.unwarp_iterations
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-            raise ValueError(f"`unwarp_iterations` must be a non-negative int, got {iterations!r}.")
+        check_int(self.unwarp_iterations, "unwarp_iterations", minimum=0)
         for name in ("separable", "antialias"):
             check_bool(getattr(self, name), name)
         super().__post_init__()
 
-    def _sigma(self) -> float:
-        if self.fwhm is not None and self.sigma_fraction is not None:
-            raise ValueError(
-                f"Give at most one of `fwhm` and `sigma_fraction`, got fwhm={self.fwhm!r} and "
-                f"sigma_fraction={self.sigma_fraction!r} (set fwhm=None to use sigma_fraction)."
-            )
+    @property
+    def sigma(self) -> float:
+        """σ of the Gaussian kernel in map cells, from `fwhm` or `sigma_fraction`."""
         if self.sigma_fraction is None:
             return resolve_sigma(fwhm=self.fwhm)
-        fraction = self.sigma_fraction
-        if (
-            isinstance(fraction, bool)
-            or not isinstance(fraction, numbers.Real)
-            or not float(fraction) > 0
-            or not math.isfinite(float(fraction))
-        ):
-            raise ValueError(f"`sigma_fraction` must be a positive number, got {fraction!r}.")
-        return resolve_sigma(sigma=float(fraction) * self.grid_shape[1])
+        return resolve_sigma(sigma=float(self.sigma_fraction) * self.grid_shape[1])
 
     def _logits(self, images: jnp.ndarray, train: bool) -> jnp.ndarray:
         """The saliency logits on the grid: f32[B, g_h, g_w]."""
         low = _low_resolution(
             images.astype(jnp.float32),
-            check_size_pair(self.saliency_input_shape, "saliency_input_shape"),
+            self.saliency_input_shape,
         ).astype(self.dtype)
         net = self.saliency_net
         if net is None:
@@ -272,10 +271,10 @@ class SaliencySampler(FrontEnd):
         saliency = saliency.reshape(batch, g_h, g_w)
         grid = saliency_grid(
             saliency,
-            check_size_pair(self.output_shape, "output_shape"),
-            pad=int(self.pad),
-            sigma=self._sigma(),
-            pad_mode=self.pad_mode,
+            self.output_shape,
+            pad=self.pad,
+            sigma=self.sigma,
+            map_pad_mode=self.map_pad_mode,
             separable=self.separable,
         )
         dense = separable_to_grid(grid) if self.separable else grid

@@ -1,4 +1,5 @@
-"""Building blocks shared by the backbones: input checks, Conv+BN(+activation), pooling, heads.
+"""Building blocks shared by the backbones: the `Classifier`/`CNNClassifier` bases (shared
+fields, checked once), Conv+BN(+activation), pooling, heads.
 
 Padding follows torchvision (symmetric `(k - 1) // 2` for odd kernels), so layer shapes and
 FLOPs match the reference architectures; a stride-2 layer maps H to ceil(H / 2).
@@ -6,32 +7,22 @@ FLOPs match the reference architectures; a stride-2 layer maps H to ceil(H / 2).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from resize_jax.ops.checks import check_images
+from resize_jax.ops.checks import check_images, check_positive_int, check_rate
 
 # He-normal with fan-out, as torchvision initialises the convolutions of its CNNs: keeps
 # activations at unit scale through deep ReLU stacks when training from scratch.
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
-
-def check_positive_int(value, name: str) -> int:
-    """Returns `value` if it is a positive Python int (not bool), else raises ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    return value
-
-
-def check_rate(value, name: str) -> float:
-    """Checks a dropout-like probability lies in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}.")
-    return float(value)
+# A module factory passed down as a field (the flax imagenet example's `ModuleDef`).
+ModuleDef = Any
 
 
 def check_backbone_input(images, min_size: int, model: str) -> None:
@@ -66,17 +57,43 @@ def max_pool_3x3_s2(x: jnp.ndarray) -> jnp.ndarray:
     return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
 
-def batch_norm(module: nn.Module, train: bool, name: str, **kwargs) -> nn.BatchNorm:
-    """BatchNorm with `module`'s momentum, epsilon and dtypes; batch statistics when training."""
-    return nn.BatchNorm(
-        use_running_average=not train,
-        momentum=module.bn_momentum,
-        epsilon=module.bn_epsilon,
-        dtype=module.dtype,
-        param_dtype=module.param_dtype,
-        name=name,
+def norm_def(model: nn.Module, **kwargs) -> ModuleDef:
+    """`nn.BatchNorm` with `model`'s momentum, epsilon and dtypes bound (plus `kwargs`): built
+    once by a model and passed down to its blocks, so those settings live in one place. Call
+    it with `use_running_average=not train` and a name."""
+    return functools.partial(
+        nn.BatchNorm,
+        momentum=model.bn_momentum,
+        epsilon=model.bn_epsilon,
+        dtype=model.dtype,
+        param_dtype=model.param_dtype,
         **kwargs,
     )
+
+
+def batch_norm(module: nn.Module, train: bool, name: str, **kwargs) -> nn.BatchNorm:
+    """BatchNorm with `module`'s momentum, epsilon and dtypes; batch statistics when training."""
+    return norm_def(module, **kwargs)(use_running_average=not train, name=name)
+
+
+def conv2d(features: int, kernel_size: int, strides: int = 1, **kwargs) -> nn.Conv:
+    """Square convolution with torchvision's padding ((k - 1) // 2 on every side) and He-normal
+    fan-out initialisation; no bias unless `use_bias=True`. `kwargs` go to `nn.Conv`."""
+    pad = (kernel_size - 1) // 2
+    return nn.Conv(
+        features,
+        (kernel_size, kernel_size),
+        strides=(strides, strides),
+        padding=((pad, pad), (pad, pad)),
+        use_bias=kwargs.pop("use_bias", False),
+        kernel_init=conv_init,
+        **kwargs,
+    )
+
+
+def conv_def(model: nn.Module, **kwargs) -> ModuleDef:
+    """`conv2d` with `model`'s dtypes bound (plus `kwargs`)."""
+    return functools.partial(conv2d, dtype=model.dtype, param_dtype=model.param_dtype, **kwargs)
 
 
 class ConvBN(nn.Module):
@@ -105,25 +122,16 @@ class ConvBN(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         """x: f[B, H, W, C_in] → f[B, ceil(H / s), ceil(W / s), features]."""
-        pad = (self.kernel_size - 1) // 2
-        x = nn.Conv(
+        x = conv_def(self)(
             self.features,
-            (self.kernel_size, self.kernel_size),
-            strides=(self.strides, self.strides),
-            padding=((pad, pad), (pad, pad)),
+            self.kernel_size,
+            self.strides,
             feature_group_count=self.groups,
             use_bias=self.use_bias,
-            kernel_init=conv_init,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
             name="conv",
         )(x)
         x = batch_norm(self, train, "bn")(x)
         return x if self.activation is None else self.activation(x)
-
-
-# A module factory passed down as a field (the flax imagenet example's `ModuleDef`).
-ModuleDef = Any
 
 
 def conv_bn_def(model: nn.Module, **kwargs) -> ModuleDef:
@@ -152,3 +160,40 @@ def classifier_head(
         module.num_classes, dtype=module.dtype, param_dtype=module.param_dtype, name="head"
     )(x)
     return logits.astype(jnp.float32), {"pre_logits": pre_logits}
+
+
+class Classifier(nn.Module):
+    """Base of the classifiers: `num_classes`, then (keyword-only) the fields every classifier
+    shares, checked once at construction. A subclass declares its own fields after
+    `num_classes` and may restate a shared field under `_: dataclasses.KW_ONLY` to change its
+    default.
+
+    `min_input_size`: the smallest input height and width (a class constant or a property).
+    """
+
+    num_classes: int
+    _: dataclasses.KW_ONLY
+    dropout_rate: float = 0.0
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    min_input_size: ClassVar[int] = 32
+
+    def __post_init__(self):
+        check_positive_int(self.num_classes, "num_classes")
+        check_rate(self.dropout_rate, "dropout_rate")
+        super().__post_init__()
+
+    def checked_input(self, images: jnp.ndarray) -> jnp.ndarray:
+        """images: f[B, H, W, C] with H, W >= `min_input_size` → the same in `dtype`."""
+        check_backbone_input(images, self.min_input_size, type(self).__name__)
+        return images.astype(self.dtype)
+
+
+class CNNClassifier(Classifier):
+    """A `Classifier` with BatchNorm: `bn_momentum` (Flax's convention: 0.9 is PyTorch's 0.1)
+    and `bn_epsilon`, bound once into the `conv_bn_def`/`norm_def` partials of its blocks."""
+
+    _: dataclasses.KW_ONLY
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5

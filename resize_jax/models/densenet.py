@@ -8,51 +8,41 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from resize_jax.models.common import (
+    CNNClassifier,
+    ModuleDef,
     batch_norm,
-    check_backbone_input,
-    check_positive_int,
-    check_rate,
     classifier_head,
+    conv2d,
     conv_bn_def,
-    conv_init,
+    conv_def,
     max_pool_3x3_s2,
+    norm_def,
 )
 
 
 class BNReLUConv(nn.Module):
-    """Pre-activation unit: BN → ReLU → conv (no bias), DenseNet's building block."""
+    """Pre-activation unit: BN → ReLU → conv (no bias), DenseNet's building block.
+
+    `norm`, `conv`: the model's `norm_def` and `conv_def` (BatchNorm settings and dtypes)."""
 
     features: int
     kernel_size: int
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
+    norm: ModuleDef = nn.BatchNorm
+    conv: ModuleDef = conv2d
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         """x: f[B, H, W, C] → f[B, H, W, features]."""
-        x = nn.relu(batch_norm(self, train, "bn")(x))
-        pad = (self.kernel_size - 1) // 2
-        return nn.Conv(
-            self.features,
-            (self.kernel_size, self.kernel_size),
-            padding=((pad, pad), (pad, pad)),
-            use_bias=False,
-            kernel_init=conv_init,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="conv",
-        )(x)
+        x = nn.relu(self.norm(use_running_average=not train, name="bn")(x))
+        return self.conv(self.features, self.kernel_size, name="conv")(x)
 
 
-class DenseNet(nn.Module):
+class DenseNet(CNNClassifier):
     """DenseNet-BC classifier.
 
     Attributes:
@@ -68,36 +58,16 @@ class DenseNet(nn.Module):
     (32) → (f32[B, num_classes], {"pre_logits": f[B, D]}), D = 1024 for DenseNet-121.
     """
 
-    num_classes: int
     block_sizes: Sequence[int] = (6, 12, 24, 16)
     growth_rate: int = 32
     num_init_features: int = 64
     bn_size: int = 4
     compression: float = 0.5
-    dropout_rate: float = 0.0
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-
-    min_input_size: ClassVar[int] = 32
-
-    def __post_init__(self):
-        check_positive_int(self.num_classes, "num_classes")
-        check_rate(self.dropout_rate, "dropout_rate")
-        super().__post_init__()
 
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False):
-        check_backbone_input(images, self.min_input_size, type(self).__name__)
-        unit = functools.partial(
-            BNReLUConv,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
-        x = images.astype(self.dtype)
+        x = self.checked_input(images)
+        unit = functools.partial(BNReLUConv, norm=norm_def(self), conv=conv_def(self))
         x = conv_bn_def(self)(self.num_init_features, 7, 2, name="stem")(x, train=train)
         x = max_pool_3x3_s2(x)
         for i, num_layers in enumerate(self.block_sizes):

@@ -7,25 +7,25 @@ the checkpoint format: do not rename them.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from resize_jax.models.common import (
-    ConvBN,
+    CNNClassifier,
     ModuleDef,
-    check_backbone_input,
-    check_positive_int,
-    check_rate,
     classifier_head,
     conv_bn_def,
     global_avg_pool,
     make_divisible,
 )
+from resize_jax.models.mobilenet_v2 import InvertedResidual
+from resize_jax.ops.checks import check_number, check_rate
 
 # (expansion, kernel, first stride, output channels, repeats) of B0's seven stages (Table 1).
 B0_STAGES = (
@@ -55,67 +55,30 @@ class SqueezeExcitation(nn.Module):
         return x * gate[:, None, None, :]
 
 
-class MBConv(nn.Module):
-    """Mobile inverted bottleneck: 1×1 expand → k×k depthwise → SE → 1×1 project, with a
-    stochastically dropped residual (per example, training only) when shapes match.
+class MBConv(InvertedResidual):
+    """Mobile inverted bottleneck: `InvertedResidual` with squeeze-excitation, SiLU, a
+    stochastically dropped residual (per example, training only) and hidden widths rounded to
+    multiples of 8.
 
-    Attributes:
-      features: output channels.
-      kernel_size, strides: of the depthwise convolution.
-      expansion: hidden width = input width × expansion.
-      drop_path_rate: probability of dropping the residual branch for an example.
-      conv: the model's `conv_bn_def` (BatchNorm settings and dtypes).
-      dtype, param_dtype: of the squeeze-excitation layers.
+    `se`: `SqueezeExcitation` with the model's dtypes bound.
     """
 
-    features: int
-    kernel_size: int
-    strides: int
-    expansion: int
-    drop_path_rate: float = 0.0
-    conv: ModuleDef = ConvBN
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
+    se: ModuleDef | None = SqueezeExcitation
+    activation: Callable[[jnp.ndarray], jnp.ndarray] = nn.silu
 
-    @nn.compact
-    def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
-        """x: f[B, H, W, C] → f[B, ceil(H / s), ceil(W / s), features]."""
-        conv = functools.partial(self.conv, activation=nn.silu)
-        in_features = x.shape[-1]
-        hidden = make_divisible(in_features * self.expansion)
-        y = x
-        if hidden != in_features:
-            y = conv(hidden, 1, name="expand")(y, train=train)
-        y = conv(hidden, self.kernel_size, self.strides, groups=hidden, name="depthwise")(
-            y, train=train
-        )
-        # The squeeze width follows the block's input width, not the expanded one.
-        y = SqueezeExcitation(
-            max(1, in_features // 4), dtype=self.dtype, param_dtype=self.param_dtype, name="se"
-        )(y)
-        y = conv(self.features, 1, activation=None, name="project")(y, train=train)
-        if self.strides == 1 and in_features == self.features:
-            y = x + _drop_path(self, y, self.drop_path_rate, train)
-        return y
+    def hidden_width(self, in_features: int) -> int:
+        return make_divisible(in_features * self.expansion)
 
 
-def _drop_path(module: nn.Module, y: jnp.ndarray, rate: float, train: bool) -> jnp.ndarray:
-    """Stochastic depth: zeroes the branch for a random subset of examples, rescales the rest."""
-    if not train or rate == 0.0:
-        return y
-    keep = jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, (y.shape[0], 1, 1, 1))
-    return jnp.where(keep, y / (1.0 - rate), jnp.zeros_like(y)).astype(y.dtype)
-
-
-class EfficientNet(nn.Module):
+class EfficientNet(CNNClassifier):
     """EfficientNet classifier.
 
     Attributes:
       num_classes: output classes.
       width_coefficient, depth_coefficient: compound-scaling factors (B0: 1.0, 1.0).
-      dropout_rate: dropout before the classifier, training only (B0: 0.2).
       stochastic_depth_rate: drop probability of the last block; block i of N uses
         rate × i / N, as torchvision (B0: 0.2).
+      dropout_rate: dropout before the classifier, training only (B0: 0.2).
       bn_momentum, bn_epsilon: the original TensorFlow implementation's (0.99, 1e-3).
 
     `__call__(images, *, train=False)`: images f[B, H, W, C] with H, W >= `min_input_size`
@@ -123,36 +86,29 @@ class EfficientNet(nn.Module):
     rates, pass `rngs={"dropout": key}` to `apply`.
     """
 
-    num_classes: int
     width_coefficient: float = 1.0
     depth_coefficient: float = 1.0
-    dropout_rate: float = 0.2
     stochastic_depth_rate: float = 0.2
+    _: dataclasses.KW_ONLY
+    dropout_rate: float = 0.2
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-
-    min_input_size: ClassVar[int] = 32
 
     def __post_init__(self):
-        check_positive_int(self.num_classes, "num_classes")
-        check_rate(self.dropout_rate, "dropout_rate")
         check_rate(self.stochastic_depth_rate, "stochastic_depth_rate")
         for name in ("width_coefficient", "depth_coefficient"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)!r}.")
+            check_number(getattr(self, name), name, low=0, low_open=True)
         super().__post_init__()
 
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False):
-        check_backbone_input(images, self.min_input_size, type(self).__name__)
+        x = self.checked_input(images)
         conv = conv_bn_def(self)  # The one place of the BatchNorm settings and dtypes.
+        se = functools.partial(SqueezeExcitation, dtype=self.dtype, param_dtype=self.param_dtype)
         width = lambda c: make_divisible(c * self.width_coefficient)
         repeats = [math.ceil(n * self.depth_coefficient) for *_, n in B0_STAGES]
         total_blocks = sum(repeats)
 
-        x = images.astype(self.dtype)
         x = conv(width(32), 3, 2, activation=nn.silu, name="stem")(x, train=train)
         block_id = 0
         for i, ((expansion, kernel, stride, features, _), n) in enumerate(
@@ -166,8 +122,7 @@ class EfficientNet(nn.Module):
                     expansion,
                     drop_path_rate=self.stochastic_depth_rate * block_id / total_blocks,
                     conv=conv,
-                    dtype=self.dtype,
-                    param_dtype=self.param_dtype,
+                    se=se,
                     name=f"stage{i + 1}_block{j + 1}",
                 )(x, train=train)
                 block_id += 1

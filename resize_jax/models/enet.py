@@ -47,8 +47,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from resize_jax.models.common import batch_norm, check_positive_int, check_rate, conv_init
-from resize_jax.ops.checks import check_choice, check_images
+from resize_jax.models.common import batch_norm, conv_init
+from resize_jax.ops.checks import check_choice, check_images, check_positive_int, check_rate
 
 ACTIVATIONS = ("prelu", "relu")
 # (name, kind, dilation) of stages 2 and 3 after their first block; Table 1 of the paper.

@@ -14,17 +14,15 @@ and every size >= `min_input_size` works.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, NamedTuple
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from resize_jax.models.common import (
+    CNNClassifier,
     ConvBN,
     ModuleDef,
-    check_backbone_input,
-    check_positive_int,
-    check_rate,
     classifier_head,
     conv_bn_def,
     max_pool_3x3_s2,
@@ -91,7 +89,7 @@ class InceptionModule(nn.Module):
         return jnp.concatenate(branches, axis=-1)
 
 
-class InceptionV2(nn.Module):
+class InceptionV2(CNNClassifier):
     """BN-Inception classifier.
 
     Attributes:
@@ -104,27 +102,13 @@ class InceptionV2(nn.Module):
     (32) → (f32[B, num_classes], {"pre_logits": f[B, 1024]}).
     """
 
-    num_classes: int
     conv_bias: bool = True
-    dropout_rate: float = 0.0
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-
-    min_input_size: ClassVar[int] = 32
-
-    def __post_init__(self):
-        check_positive_int(self.num_classes, "num_classes")
-        check_rate(self.dropout_rate, "dropout_rate")
-        super().__post_init__()
 
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False):
-        check_backbone_input(images, self.min_input_size, type(self).__name__)
+        x = self.checked_input(images)
         # The one place of the BatchNorm settings, the conv bias and the dtypes.
         conv = conv_bn_def(self, use_bias=self.conv_bias)
-        x = images.astype(self.dtype)
         x = conv(64, 7, 2, name="conv1_7x7")(x, train=train)
         x = max_pool_3x3_s2(x)
         x = conv(64, 1, name="conv2_3x3_reduce")(x, train=train)

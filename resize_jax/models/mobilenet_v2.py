@@ -6,22 +6,23 @@ checkpoint format: do not rename them.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Any, ClassVar
+from collections.abc import Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from resize_jax.models.common import (
+    CNNClassifier,
     ConvBN,
     ModuleDef,
-    check_backbone_input,
-    check_positive_int,
-    check_rate,
     classifier_head,
     conv_bn_def,
     make_divisible,
 )
+from resize_jax.ops.checks import check_number
 
 # (expansion t, output channels c, repeats n, first stride s): Table 2 of the paper.
 INVERTED_RESIDUAL_SETTING = (
@@ -36,31 +37,62 @@ INVERTED_RESIDUAL_SETTING = (
 
 
 class InvertedResidual(nn.Module):
-    """1×1 expand (ReLU6) → 3×3 depthwise (ReLU6) → 1×1 linear projection (+ input if shapes
-    match)."""
+    """1×1 expand → k×k depthwise → [squeeze-excitation] → 1×1 linear projection, plus the
+    input when shapes match. MobileNetV2's block; EfficientNet's `MBConv` is this block with
+    squeeze-excitation, SiLU and a stochastically dropped residual.
+
+    Attributes:
+      features: output channels.
+      kernel_size, strides: of the depthwise convolution.
+      expansion: hidden width = input width × expansion (rounded by `hidden_width`).
+      drop_path_rate: probability of dropping the residual branch for an example (training).
+      conv: the model's `conv_bn_def` (BatchNorm settings and dtypes).
+      se: squeeze-excitation module factory (output width first), or None.
+      activation: after the expansion and depthwise convolutions.
+    """
 
     features: int
+    kernel_size: int
     strides: int
     expansion: int
-    conv: ModuleDef = ConvBN  # The model's `conv_bn_def`: BatchNorm settings and dtypes.
+    drop_path_rate: float = 0.0
+    conv: ModuleDef = ConvBN
+    se: ModuleDef | None = None
+    activation: Callable[[jnp.ndarray], jnp.ndarray] = nn.relu6
+
+    def hidden_width(self, in_features: int) -> int:
+        return round(in_features * self.expansion)
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         """x: f[B, H, W, C] → f[B, ceil(H / s), ceil(W / s), features]."""
-        conv = functools.partial(self.conv, activation=nn.relu6)
+        conv = functools.partial(self.conv, activation=self.activation)
         in_features = x.shape[-1]
-        hidden = round(in_features * self.expansion)
+        hidden = self.hidden_width(in_features)
         y = x
-        if self.expansion != 1:
+        if hidden != in_features:
             y = conv(hidden, 1, name="expand")(y, train=train)
-        y = conv(hidden, 3, self.strides, groups=hidden, name="depthwise")(y, train=train)
+        y = conv(hidden, self.kernel_size, self.strides, groups=hidden, name="depthwise")(
+            y, train=train
+        )
+        if self.se is not None:
+            # The squeeze width follows the block's input width, not the expanded one.
+            y = self.se(max(1, in_features // 4), name="se")(y)
         y = conv(self.features, 1, activation=None, name="project")(y, train=train)
         if self.strides == 1 and in_features == self.features:
-            y = x + y
+            y = x + drop_path(self, y, self.drop_path_rate, train)
         return y
 
 
-class MobileNetV2(nn.Module):
+def drop_path(module: nn.Module, y: jnp.ndarray, rate: float, train: bool) -> jnp.ndarray:
+    """Stochastic depth: zeroes the branch for a random subset of examples, rescales the rest."""
+    if not train or rate == 0.0:
+        return y
+    keep = jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, (y.shape[0], 1, 1, 1))
+    return jnp.where(keep, y / (1.0 - rate), jnp.zeros_like(y)).astype(y.dtype)
+
+
+class MobileNetV2(CNNClassifier):
     """MobileNetV2 classifier.
 
     Attributes:
@@ -72,34 +104,25 @@ class MobileNetV2(nn.Module):
     (32) → (f32[B, num_classes], {"pre_logits": f[B, 1280]}).
     """
 
-    num_classes: int
     width_multiplier: float = 1.0
+    _: dataclasses.KW_ONLY
     dropout_rate: float = 0.2
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-
-    min_input_size: ClassVar[int] = 32
 
     def __post_init__(self):
-        check_positive_int(self.num_classes, "num_classes")
-        check_rate(self.dropout_rate, "dropout_rate")
-        if not self.width_multiplier > 0:
-            raise ValueError(f"`width_multiplier` must be > 0, got {self.width_multiplier!r}.")
+        check_number(self.width_multiplier, "width_multiplier", low=0, low_open=True)
         super().__post_init__()
 
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False):
-        check_backbone_input(images, self.min_input_size, type(self).__name__)
+        x = self.checked_input(images)
         conv = conv_bn_def(self)  # The one place of the BatchNorm settings and dtypes.
         width = lambda c: make_divisible(c * self.width_multiplier)
-        x = images.astype(self.dtype)
         x = conv(width(32), 3, 2, activation=nn.relu6, name="stem")(x, train=train)
         for i, (t, c, n, s) in enumerate(INVERTED_RESIDUAL_SETTING):
             for j in range(n):
                 x = InvertedResidual(
                     width(c),
+                    kernel_size=3,
                     strides=s if j == 0 else 1,
                     expansion=t,
                     conv=conv,

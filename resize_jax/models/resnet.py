@@ -9,30 +9,32 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from resize_jax.models.common import (
+    CNNClassifier,
     ConvBN,
     ModuleDef,
-    check_backbone_input,
-    check_positive_int,
     classifier_head,
     conv_bn_def,
     max_pool_3x3_s2,
 )
 
 
-class BasicBlock(nn.Module):
-    """Two 3×3 convolutions plus a shortcut (ResNet-18/34). Output has `features` channels.
-
-    `conv`: the model's `ConvBN` partial (BatchNorm settings and dtypes)."""
+class _Block(nn.Module):
+    """A residual block's fields. `conv`: the model's `ConvBN` partial (BatchNorm settings and
+    dtypes); `strides`: of the block's strided convolution and its shortcut."""
 
     features: int
     conv: ModuleDef = ConvBN
     strides: int = 1
+
+
+class BasicBlock(_Block):
+    """Two 3×3 convolutions plus a shortcut (ResNet-18/34). Output has `features` channels."""
 
     expansion: ClassVar[int] = 1
 
@@ -46,14 +48,8 @@ class BasicBlock(nn.Module):
         return nn.relu(y + shortcut)
 
 
-class Bottleneck(nn.Module):
-    """1×1 → 3×3 (strided, v1.5) → 1×1 (×4 channels) plus a shortcut (ResNet-50 and up).
-
-    `conv`: the model's `ConvBN` partial (BatchNorm settings and dtypes)."""
-
-    features: int
-    conv: ModuleDef = ConvBN
-    strides: int = 1
+class Bottleneck(_Block):
+    """1×1 → 3×3 (strided, v1.5) → 1×1 (×4 channels) plus a shortcut (ResNet-50 and up)."""
 
     expansion: ClassVar[int] = 4
 
@@ -76,7 +72,7 @@ def _shortcut(block: nn.Module, x: jnp.ndarray, features: int, conv, train: bool
     return conv(features, 1, block.strides, activation=None, name="shortcut")(x, train=train)
 
 
-class ResNet(nn.Module):
+class ResNet(CNNClassifier):
     """ResNet v1.5 classifier.
 
     Attributes:
@@ -88,6 +84,7 @@ class ResNet(nn.Module):
       trunk: None for the classifier, or "layer1" ... "layer4" (torchvision's names for
         stage1 ... stage4) to stop after that stage and return its feature map; the layers
         after it and the head are not built (`num_classes` is then unused).
+      dropout_rate: dropout before the classifier, training only (torchvision: none, 0).
       dtype, param_dtype: computation and parameter dtypes.
 
     `__call__(images, *, train=False)`: images f[B, H, W, C] with H, W >= `min_input_size`
@@ -96,20 +93,12 @@ class ResNet(nn.Module):
     ⌈W/2^(K+1)⌉, 64·2^(K-1)·expansion], {}).
     """
 
-    num_classes: int
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
     block_cls: type[nn.Module] = BasicBlock
     num_filters: int = 64
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
     trunk: str | None = None
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-
-    min_input_size: ClassVar[int] = 32
 
     def __post_init__(self):
-        check_positive_int(self.num_classes, "num_classes")
         trunks = [f"layer{i + 1}" for i in range(len(self.stage_sizes))]
         if self.trunk is not None and self.trunk not in trunks:
             raise ValueError(f"`trunk` must be None or one of {trunks}, got {self.trunk!r}.")
@@ -117,9 +106,8 @@ class ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False):
-        check_backbone_input(images, self.min_input_size, type(self).__name__)
+        x = self.checked_input(images)
         conv = conv_bn_def(self)  # The one place of the BatchNorm settings and dtypes.
-        x = images.astype(self.dtype)
         x = conv(self.num_filters, 7, 2, name="stem")(x, train=train)
         x = max_pool_3x3_s2(x)
         for i, num_blocks in enumerate(self.stage_sizes):
@@ -132,7 +120,7 @@ class ResNet(nn.Module):
                 )(x, train=train)
             if self.trunk == f"layer{i + 1}":
                 return x, {}
-        return classifier_head(self, x, train=train)
+        return classifier_head(self, x, train=train, dropout_rate=self.dropout_rate)
 
 
 ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock)

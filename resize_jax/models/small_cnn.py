@@ -10,23 +10,20 @@ proportional to the pixel count with a small constant: about 9 M multiply-adds p
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
-from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from resize_jax.models.common import (
-    ConvBN,
-    check_backbone_input,
-    check_positive_int,
-    check_rate,
+    CNNClassifier,
     classifier_head,
+    conv_bn_def,
 )
+from resize_jax.ops.checks import check_positive_int
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(CNNClassifier):
     """Small CNN classifier for CPU runs.
 
     Attributes:
@@ -39,17 +36,9 @@ class SmallCNN(nn.Module):
     {"pre_logits": f[B, widths[-1]]}).
     """
 
-    num_classes: int
     widths: Sequence[int] = (32, 64, 64, 128)
-    dropout_rate: float = 0.0
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
 
     def __post_init__(self):
-        check_positive_int(self.num_classes, "num_classes")
-        check_rate(self.dropout_rate, "dropout_rate")
         if not self.widths:
             raise ValueError(f"`widths` must hold at least one width, got {self.widths!r}.")
         for w in self.widths:
@@ -63,15 +52,8 @@ class SmallCNN(nn.Module):
 
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False):
-        check_backbone_input(images, self.min_input_size, type(self).__name__)
-        conv = functools.partial(
-            ConvBN,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
-        x = images.astype(self.dtype)
+        x = self.checked_input(images)
+        conv = conv_bn_def(self)
         for i, width in enumerate(self.widths):
             x = conv(width, 3, name=f"stage{i + 1}")(x, train=train)
             if i < len(self.widths) - 1:

@@ -28,8 +28,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import lax
 
-from resize_jax.models.common import check_backbone_input, check_positive_int, check_rate
-from resize_jax.ops.checks import check_choice, check_size_pair
+from resize_jax.models.common import Classifier, ModuleDef
+from resize_jax.ops.checks import check_choice, check_positive_int, check_size_pair
 from resize_jax.ops.resample_embeddings import (
     posemb_grid_shape,
     resample_patch_kernel,
@@ -74,100 +74,62 @@ class PatchEmbedding(nn.Module):
 
 
 class MlpBlock(nn.Module):
-    """Dense(mlp_dim) → GELU → dropout → Dense(D) → dropout. x: f[B, N, D] → f[B, N, D]."""
+    """Dense(mlp_dim) → GELU → dropout → Dense(D) → dropout. x: f[B, N, D] → f[B, N, D].
+
+    `dense`: `nn.Dense` with the model's dtypes bound."""
 
     mlp_dim: int
     dropout_rate: float = 0.0
     gelu_approximate: bool = False
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
+    dense: ModuleDef = nn.Dense
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
-        dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype)
-        y = dense(self.mlp_dim, name="Dense_0")(x)
+        y = self.dense(self.mlp_dim, name="Dense_0")(x)
         y = nn.gelu(y, approximate=self.gelu_approximate)
         y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
-        y = dense(x.shape[-1], name="Dense_1")(y)
+        y = self.dense(x.shape[-1], name="Dense_1")(y)
         return nn.Dropout(self.dropout_rate, deterministic=not train)(y)
 
 
 class EncoderBlock(nn.Module):
-    """Pre-norm block: x + MHSA(LN(x)), then + MLP(LN(·)). x: f[B, N, D] → f[B, N, D]."""
+    """Pre-norm block: x + MHSA(LN(x)), then + MLP(LN(·)). x: f[B, N, D] → f[B, N, D].
 
-    num_heads: int
-    mlp_dim: int
+    `attention`, `mlp`, `norm`: the model's `MultiHeadDotProductAttention`, `MlpBlock` and
+    `LayerNorm` partials (heads, widths, epsilon and dtypes bound once in `ViT`)."""
+
+    attention: ModuleDef
+    mlp: ModuleDef
+    norm: ModuleDef = nn.LayerNorm
     dropout_rate: float = 0.0
-    layer_norm_epsilon: float = 1e-6
-    gelu_approximate: bool = False
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
-        norm = functools.partial(
-            nn.LayerNorm,
-            epsilon=self.layer_norm_epsilon,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
-        y = norm(name="LayerNorm_0")(x)
-        y = nn.MultiHeadDotProductAttention(
-            num_heads=self.num_heads,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=nn.initializers.xavier_uniform(),
-            deterministic=not train,
-            name="MultiHeadDotProductAttention_0",
-        )(y, y)
+        y = self.norm(name="LayerNorm_0")(x)
+        y = self.attention(deterministic=not train, name="MultiHeadDotProductAttention_0")(y, y)
         y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
         x = x + y
-        y = norm(name="LayerNorm_1")(x)
-        y = MlpBlock(
-            self.mlp_dim,
-            self.dropout_rate,
-            self.gelu_approximate,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="MlpBlock_0",
-        )(y, train=train)
-        return x + y
+        y = self.norm(name="LayerNorm_1")(x)
+        return x + self.mlp(name="MlpBlock_0")(y, train=train)
 
 
 class Encoder(nn.Module):
-    """`depth` encoder blocks then a final LayerNorm. x: f[B, N, D] → f[B, N, D]."""
+    """`depth` encoder blocks then a final LayerNorm. x: f[B, N, D] → f[B, N, D].
+
+    `block`, `norm`: the model's `EncoderBlock` and `LayerNorm` partials."""
 
     depth: int
-    num_heads: int
-    mlp_dim: int
-    dropout_rate: float = 0.0
-    layer_norm_epsilon: float = 1e-6
-    gelu_approximate: bool = False
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
+    block: ModuleDef
+    norm: ModuleDef = nn.LayerNorm
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         for i in range(self.depth):
-            x = EncoderBlock(
-                self.num_heads,
-                self.mlp_dim,
-                self.dropout_rate,
-                self.layer_norm_epsilon,
-                self.gelu_approximate,
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                name=f"encoderblock_{i}",
-            )(x, train=train)
-        return nn.LayerNorm(
-            epsilon=self.layer_norm_epsilon,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="encoder_norm",
-        )(x)
+            x = self.block(name=f"encoderblock_{i}")(x, train=train)
+        return self.norm(name="encoder_norm")(x)
 
 
-class ViT(nn.Module):
+class ViT(Classifier):
     """Vision Transformer classifier.
 
     Attributes:
@@ -190,7 +152,6 @@ class ViT(nn.Module):
     `patch_size` → (f32[B, num_classes], {"pre_logits": f[B, hidden_size]}).
     """
 
-    num_classes: int
     patch_size: int = 16
     hidden_size: int = 768
     depth: int = 12
@@ -199,14 +160,10 @@ class ViT(nn.Module):
     classifier: str = "token"
     posemb_grid: tuple[int, int] | None = None
     patch_embedding_size: int | None = None
-    dropout_rate: float = 0.0
     layer_norm_epsilon: float = 1e-6
     gelu_approximate: bool = False
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
 
     def __post_init__(self):
-        check_positive_int(self.num_classes, "num_classes")
         for name in ("patch_size", "hidden_size", "depth", "num_heads", "mlp_dim"):
             check_positive_int(getattr(self, name), name)
         if self.patch_embedding_size is not None:
@@ -217,7 +174,6 @@ class ViT(nn.Module):
                 f"`num_heads`={self.num_heads}."
             )
         check_choice(self.classifier, "classifier", CLASSIFIERS)
-        check_rate(self.dropout_rate, "dropout_rate")
         if self.posemb_grid is not None:
             check_size_pair(self.posemb_grid, "posemb_grid")
         super().__post_init__()
@@ -274,9 +230,37 @@ class ViT(nn.Module):
             posemb, grid, old_grid=stored, num_prefix_tokens=self.num_prefix_tokens
         )
 
+    def _norm(self) -> ModuleDef:
+        return functools.partial(
+            nn.LayerNorm,
+            epsilon=self.layer_norm_epsilon,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+
+    def _block(self) -> ModuleDef:
+        """The encoder block with every setting bound: the one place of widths and dtypes."""
+        dtypes = {"dtype": self.dtype, "param_dtype": self.param_dtype}
+        attention = functools.partial(
+            nn.MultiHeadDotProductAttention,
+            num_heads=self.num_heads,
+            kernel_init=nn.initializers.xavier_uniform(),
+            **dtypes,
+        )
+        mlp = functools.partial(
+            MlpBlock,
+            self.mlp_dim,
+            self.dropout_rate,
+            self.gelu_approximate,
+            dense=functools.partial(nn.Dense, **dtypes),
+        )
+        return functools.partial(
+            EncoderBlock, attention, mlp, self._norm(), dropout_rate=self.dropout_rate
+        )
+
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False):
-        check_backbone_input(images, self.min_input_size, type(self).__name__)
+        images = self.checked_input(images)
         grid = self._check_divisible(images)
         x = PatchEmbedding(
             self.hidden_size,
@@ -297,17 +281,7 @@ class ViT(nn.Module):
             )
         x = x + self._position_embeddings(grid).astype(x.dtype)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        x = Encoder(
-            self.depth,
-            self.num_heads,
-            self.mlp_dim,
-            self.dropout_rate,
-            self.layer_norm_epsilon,
-            self.gelu_approximate,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="Transformer",
-        )(x, train=train)
+        x = Encoder(self.depth, self._block(), self._norm(), name="Transformer")(x, train=train)
         pre_logits = x[:, 0] if self.classifier == "token" else jnp.mean(x, axis=1)
         logits = nn.Dense(
             self.num_classes,

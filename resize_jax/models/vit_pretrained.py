@@ -19,12 +19,12 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 from resize_jax.models.registry import get_model
 from resize_jax.ops.checks import check_size_pair
@@ -152,24 +152,6 @@ def from_timm(tensors: dict[str, np.ndarray], *, num_heads: int, where: str = "w
     return params
 
 
-def _flatten(tree, prefix=()):
-    for key, value in tree.items():
-        if hasattr(value, "items"):
-            yield from _flatten(value, (*prefix, key))
-        else:
-            yield (*prefix, key), value
-
-
-def _unflatten(flat: dict[tuple[str, ...], Any]) -> dict:
-    out: dict = {}
-    for path, value in flat.items():
-        node = out
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    return out
-
-
 def from_big_vision(tensors: dict[str, np.ndarray], *, classifier: str = "token", where="weights"):
     """big_vision / vit_jax `.npz` (keys "Transformer/encoderblock_0/...", optionally under
     "params/", blocks optionally scanned as "Transformer/encoderblock/..." with a leading depth
@@ -189,7 +171,7 @@ def from_big_vision(tensors: dict[str, np.ndarray], *, classifier: str = "token"
     unsupported = sorted("/".join(p) for p in flat if p[0] not in _TOP_LEVEL)
     if unsupported:
         raise ValueError(f"{where} has tensors this ViT has no place for: {unsupported[:12]}.")
-    params = _unflatten(flat)
+    params = unflatten_dict(flat)
     if classifier == "token" and "cls" in params and "pos_embedding" in params:
         posemb = params["pos_embedding"]
         if math.isqrt(posemb.shape[1]) ** 2 == posemb.shape[1]:
@@ -249,7 +231,7 @@ def import_params(
     ):
         params["head"] = jax.tree.map(np.asarray, dict(head))
         fresh.append("head")
-    want = {p: tuple(v.shape) for p, v in _flatten(dict(target_params))}
+    want = {p: tuple(v.shape) for p, v in flatten_dict(dict(target_params)).items()}
     _compare(want, params, model, where)
     return params, fresh
 
@@ -351,7 +333,7 @@ def load(
 def _check_shapes(model, params, grid, patch_size, where) -> None:
     sample = jax.ShapeDtypeStruct((1, grid[0] * patch_size, grid[1] * patch_size, 3), jnp.float32)
     expected = jax.eval_shape(model.init, jax.random.key(0), sample)["params"]
-    want = {p: tuple(v.shape) for p, v in _flatten(expected)}
+    want = {p: tuple(v.shape) for p, v in flatten_dict(expected).items()}
     if model.patch_embedding_size is not None:
         size = model.patch_embedding_size
         want[("embedding", "kernel")] = (size, size, *want[("embedding", "kernel")][2:])
@@ -359,7 +341,7 @@ def _check_shapes(model, params, grid, patch_size, where) -> None:
 
 
 def _compare(want: dict, params: dict, model, where: str) -> None:
-    got = {p: tuple(np.shape(v)) for p, v in _flatten(params)}
+    got = {p: tuple(np.shape(v)) for p, v in flatten_dict(params).items()}
     missing = sorted("/".join(p) for p in want if p not in got)
     extra = sorted("/".join(p) for p in got if p not in want)
     wrong = sorted(

@@ -7,7 +7,7 @@ from resize_jax.ops.points import grid_to_pixels, pixels_to_grid, unwarp_points,
 from resize_jax.ops.resample_embeddings import resample_patch_kernel, resample_posemb
 from resize_jax.ops.resize import METHODS, interpolation_matrix, resize
 from resize_jax.ops.saliency import (
-    PAD_MODES,
+    MAP_PAD_MODES,
     SeparableGrid,
     gaussian_kernel_1d,
     saliency_grid,
@@ -17,9 +17,9 @@ from resize_jax.ops.saliency import (
 from resize_jax.ops.warp import invert_grid, unwarp
 
 __all__ = [
+    "MAP_PAD_MODES",
     "METHODS",
     "PADDING_MODES",
-    "PAD_MODES",
     "SeparableGrid",
     "blur_sigma",
     "gaussian_blur",
@@ -43,3 +43,11 @@ __all__ = [
     "unwarp_points",
     "warp_points",
 ]
+
+
+def __getattr__(name: str):
+    if name == "PAD_MODES":  # The old name of `MAP_PAD_MODES`, kept for one release.
+        from resize_jax.ops import saliency
+
+        return saliency.__getattr__(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

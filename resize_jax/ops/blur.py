@@ -13,30 +13,19 @@ key are ordinary (traced) arguments. The training loop can call `maybe_blur` its
 from __future__ import annotations
 
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from resize_jax.ops.checks import check_images
+from resize_jax.ops.checks import check_images, check_int, check_number
 
 
 def check_blur_schedule(blur_steps, max_sigma) -> int:
     """Checks the schedule's arguments; returns the kernel radius ⌈3 max_sigma⌉."""
-    if isinstance(blur_steps, bool) or not isinstance(blur_steps, numbers.Integral):
-        raise ValueError(f"`blur_steps` must be a non-negative integer, got {blur_steps!r}.")
-    if blur_steps < 0:
-        raise ValueError(f"`blur_steps` must be a non-negative integer, got {blur_steps!r}.")
-    if (
-        isinstance(max_sigma, bool)
-        or not isinstance(max_sigma, numbers.Real)
-        or not math.isfinite(float(max_sigma))
-        or max_sigma < 0
-    ):
-        raise ValueError(f"`max_sigma` must be a non-negative finite number, got {max_sigma!r}.")
-    return math.ceil(3.0 * float(max_sigma))
+    check_int(blur_steps, "blur_steps", minimum=0)
+    return math.ceil(3.0 * check_number(max_sigma, "max_sigma", low=0))
 
 
 def blur_sigma(step, *, blur_steps: int, max_sigma: float, rng) -> jnp.ndarray:
@@ -53,8 +42,7 @@ def gaussian_blur(images: jnp.ndarray, sigma, *, radius: int) -> jnp.ndarray:
     is the identity.
     """
     check_images(images)
-    if isinstance(radius, bool) or not isinstance(radius, numbers.Integral) or radius < 0:
-        raise ValueError(f"`radius` must be a non-negative integer, got {radius!r}.")
+    radius = check_int(radius, "radius", minimum=0)
     if radius == 0:
         return images
     dtype = images.dtype

@@ -62,6 +62,79 @@ def check_size_pair(value, name: str) -> tuple[int, int]:
     return out[0], out[1]
 
 
+def _is_int(value) -> bool:
+    # NumPy integers count (array elements, config values read back); bools do not.
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
+def check_int(value, name: str, *, minimum: int | None = None) -> int:
+    """Returns `value` as a Python int if it is an integer (Python or NumPy, never a bool)
+    >= `minimum`, else raises ValueError."""
+    if not _is_int(value) or (minimum is not None and value < minimum):
+        kind = {None: "an integer", 0: "a non-negative integer", 1: "a positive integer"}.get(
+            minimum, f"an integer >= {minimum}"
+        )
+        raise ValueError(f"`{name}` must be {kind}, got {value!r}.")
+    return int(value)
+
+
+def check_positive_int(value, name: str) -> int:
+    """Returns `value` as a Python int if it is an integer >= 1, else raises ValueError."""
+    return check_int(value, name, minimum=1)
+
+
+def check_number(
+    value,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    finite: bool = True,
+) -> float:
+    """Returns `value` as a float if it is a real number (never a bool), finite unless
+    `finite=False`, within [low, high] (bounds excluded where `low_open`/`high_open`), else
+    raises ValueError describing that range."""
+    ok = _is_number(value)
+    if ok:
+        v = float(value)
+        ok = not (
+            (finite and not math.isfinite(v))
+            or math.isnan(v)
+            or (low is not None and (v < low or (low_open and v == low)))
+            or (high is not None and (v > high or (high_open and v == high)))
+        )
+    if not ok:
+        kind = _number_kind(low, high, low_open, high_open, finite)
+        raise ValueError(f"`{name}` must be {kind}, got {value!r}.")
+    return float(value)
+
+
+def _number_kind(low, high, low_open, high_open, finite) -> str:
+    number = "finite number" if finite else "number"
+    if low == 0 and high is None:
+        return f"a {'positive' if low_open else 'non-negative'} {number}"
+    if low is not None and high is not None:
+        return f"a {number} in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"a {number} {'>' if low_open else '>='} {low}"
+    if high is not None:
+        return f"a {number} {'<' if high_open else '<='} {high}"
+    return f"a {number}"
+
+
+def check_rate(value, name: str) -> float:
+    """Returns a dropout-like probability in [0, 1) as a float, else raises ValueError."""
+    if not _is_number(value) or not 0 <= value < 1:
+        raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}.")
+    return float(value)
+
+
 def check_choice(value, name: str, choices: Sequence[str]) -> str:
     """Checks `value` is one of `choices`."""
     if value not in choices:
@@ -98,3 +171,24 @@ def warn_if_nchw(images, name: str = "images") -> None:
             f"with `{name}.transpose(0, 2, 3, 1)`.",
             stacklevel=3,
         )
+
+
+def renamed(new_value, new_name: str, default, old_value, old_name: str, *, stacklevel: int = 3):
+    """Resolves an argument renamed from `old_name` to `new_name` (the old name keeps working
+    for one release): `old_value` (None when not given) wins over an unset `new_value` (equal
+    to `default`), with a DeprecationWarning; giving both with different values is an error.
+    """
+    if old_value is None:
+        return new_value
+    warnings.warn(
+        f"`{old_name}` is deprecated and will be removed in the next release; use "
+        f"`{new_name}` (got {old_name}={old_value!r}).",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+    if new_value != default and new_value != old_value:
+        raise ValueError(
+            f"`{old_name}` is the deprecated name of `{new_name}`; give only `{new_name}`, got "
+            f"{new_name}={new_value!r} and {old_name}={old_value!r}."
+        )
+    return old_value

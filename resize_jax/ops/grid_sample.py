@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
-from resize_jax.ops.checks import check_choice, check_images
+from resize_jax.ops.checks import check_choice, check_images, check_positive_int
 
 PADDING_MODES = ("border", "zeros")
 
@@ -43,8 +43,7 @@ def identity_grid(batch: int, height: int, width: int, dtype=jnp.float32) -> jnp
     An axis of length 1 gets the coordinate 0 (every coordinate lands on its only pixel).
     """
     for name, value in (("batch", batch), ("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        check_positive_int(value, name)
     # Built in NumPy: the shapes are static, so the grid is a trace-time constant.
     xs = np.linspace(-1.0, 1.0, width) if width > 1 else np.zeros(1)
     ys = np.linspace(-1.0, 1.0, height) if height > 1 else np.zeros(1)

@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
 
-from resize_jax.ops.checks import check_choice, check_images
+from resize_jax.ops.checks import check_choice, check_images, check_positive_int
 from resize_jax.ops.grid_sample import PADDING_MODES, check_grid, grid_sample
 from resize_jax.ops.resize import resize
 
@@ -131,10 +130,7 @@ def grid_sample_antialiased(
         )
     if num_levels is None:
         num_levels = default_num_levels(images.shape[1:3], grid.shape[1:3])
-    if isinstance(num_levels, bool) or not isinstance(num_levels, numbers.Integral):
-        raise ValueError(f"`num_levels` must be a positive integer, got {num_levels!r}.")
-    if num_levels < 1:
-        raise ValueError(f"`num_levels` must be a positive integer, got {num_levels!r}.")
+    num_levels = check_positive_int(num_levels, "num_levels")
     if num_levels == 1:
         return grid_sample(images, grid, padding_mode=padding_mode)
     return _grid_sample_antialiased(images, grid, padding_mode, int(num_levels))

@@ -24,7 +24,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from resize_jax.ops.checks import check_size_pair
+from resize_jax.ops.checks import check_int, check_size_pair
 from resize_jax.ops.resize import interpolation_matrix, resize
 
 POSEMB_METHOD = "bicubic"
@@ -69,7 +69,7 @@ def resample_posemb(
             f"`posemb` must have shape [1, tokens, D], got {getattr(posemb, 'shape', posemb)}."
         )
     new_h, new_w = check_size_pair(new_grid, "new_grid")
-    if isinstance(num_prefix_tokens, bool) or num_prefix_tokens not in range(posemb.shape[1]):
+    if check_int(num_prefix_tokens, "num_prefix_tokens", minimum=0) >= posemb.shape[1]:
         raise ValueError(
             f"`num_prefix_tokens` must be in [0, {posemb.shape[1]}), got {num_prefix_tokens!r}."
         )

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -47,10 +47,31 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from resize_jax.ops.checks import check_bool, check_choice, check_images, check_size_pair
+from resize_jax.ops.checks import (
+    check_bool,
+    check_choice,
+    check_images,
+    check_int,
+    check_number,
+    check_positive_int,
+    check_size_pair,
+    renamed,
+)
 from resize_jax.ops.grid_sample import PADDING_MODES, clamp, linear_taps
 
-PAD_MODES = ("edge", "reflect", "constant")
+# Padding of the saliency map before the Gaussian passes (NumPy's `np.pad` modes).
+MAP_PAD_MODES = ("edge", "reflect", "constant")
+
+
+def __getattr__(name: str):
+    if name == "PAD_MODES":  # The old name, kept for one release.
+        warnings.warn(
+            "`PAD_MODES` is deprecated; use `MAP_PAD_MODES`.", DeprecationWarning, stacklevel=2
+        )
+        return MAP_PAD_MODES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 IMPLEMENTATIONS = ("matmul", "conv")
 DEFAULT_FWHM = 13.0
 # An output side above this is refused: the dense grid alone would take 16384² × 2 × 4 bytes
@@ -71,14 +92,6 @@ class SeparableGrid(NamedTuple):
     y: jnp.ndarray
 
 
-def _positive_number(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"`{name}` must be a positive number, got {value!r}.")
-    if not math.isfinite(float(value)) or float(value) <= 0:
-        raise ValueError(f"`{name}` must be a positive finite number, got {value!r}.")
-    return float(value)
-
-
 def resolve_sigma(fwhm=None, sigma=None) -> float:
     """The Gaussian's σ (in cells) from at most one of `fwhm` or `sigma`; default FWHM 13."""
     if fwhm is not None and sigma is not None:
@@ -86,8 +99,8 @@ def resolve_sigma(fwhm=None, sigma=None) -> float:
             f"Give at most one of `fwhm` and `sigma`, got fwhm={fwhm!r} and sigma={sigma!r}."
         )
     if sigma is not None:
-        return _positive_number(sigma, "sigma")
-    fwhm = DEFAULT_FWHM if fwhm is None else _positive_number(fwhm, "fwhm")
+        return check_number(sigma, "sigma", low=0, low_open=True)
+    fwhm = DEFAULT_FWHM if fwhm is None else check_number(fwhm, "fwhm", low=0, low_open=True)
     return fwhm / _FWHM_PER_SIGMA
 
 
@@ -99,7 +112,7 @@ def gaussian_kernel_1d(size: int, *, fwhm=None, sigma=None) -> np.ndarray:
     and `sigma` (in cells); neither means FWHM 13. The scale is irrelevant to the grid (it
     cancels in the ratio), so the kernel is not normalised.
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0 or size % 2 == 0:
+    if check_positive_int(size, "size") % 2 == 0:
         raise ValueError(f"`size` must be a positive odd integer, got {size!r}.")
     s = resolve_sigma(fwhm, sigma)
     r = np.arange(size, dtype=np.float64) - size // 2
@@ -139,16 +152,15 @@ def _check_saliency(saliency, rank: int = 3) -> None:
         raise ValueError(f"`saliency` must be non-negative, got a minimum of {values.min()!r}.")
 
 
-def _check_arguments(output_shape, pad, pad_mode) -> tuple[int, int]:
+def _check_arguments(output_shape, pad, map_pad_mode) -> tuple[int, int]:
     out_h, out_w = check_size_pair(output_shape, "output_shape")
     if max(out_h, out_w) > MAX_OUTPUT_SIDE:
         raise ValueError(
             f"`output_shape` {(out_h, out_w)} is larger than supported (sides up to "
             f"{MAX_OUTPUT_SIDE})."
         )
-    if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
-        raise ValueError(f"`pad` must be a non-negative integer, got {pad!r}.")
-    check_choice(pad_mode, "pad_mode", PAD_MODES)
+    check_int(pad, "pad", minimum=0)
+    check_choice(map_pad_mode, "map_pad_mode", MAP_PAD_MODES)
     return out_h, out_w
 
 
@@ -241,9 +253,10 @@ def saliency_grid(
     pad: int = 30,
     fwhm: float | None = None,
     sigma: float | None = None,
-    pad_mode: str = "edge",
+    map_pad_mode: str = "edge",
     separable: bool = False,
     implementation: str = "matmul",
+    pad_mode: str | None = None,
 ):
     """The saliency sampler's sampling grid (equations: module docstring).
 
@@ -254,11 +267,13 @@ def saliency_grid(
       pad: cells of padding on each side; the Gaussian kernel spans 2·pad + 1 cells.
       fwhm, sigma: the Gaussian's width in cells, at most one of them; neither means FWHM 13
         (the paper's public code). The paper's text corresponds to `sigma=g_w / 3`.
-      pad_mode: "edge" (the paper's replication), "reflect" or "constant" (zeros).
+      map_pad_mode: how the map is padded: "edge" (the paper's replication), "reflect" or
+        "constant" (zeros).
       separable: build one 1-D grid per axis from the saliency marginals (FOVEA-style).
       implementation: how the 1-D Gaussian passes run: "matmul" (banded-matrix products,
         the default) or "conv" (depthwise `lax.conv_general_dilated`); equal results, see
         the module docstring for why matmul is the default.
+      pad_mode: the deprecated name of `map_pad_mode` (kept for one release).
 
     Returns:
       f[B, out_h, out_w, 2] in the grid convention of `grid_sample` (x, y in [-1, 1]), or
@@ -269,18 +284,19 @@ def saliency_grid(
     Raises:
       ValueError: naming the argument, for a wrong rank, dtype or size of `saliency`,
         negative or non-finite values (checked when not traced), a bad or too large
-        `output_shape`, a negative `pad`, both `fwhm` and `sigma`, an unknown `pad_mode`,
+        `output_shape`, a negative `pad`, both `fwhm` and `sigma`, an unknown `map_pad_mode`,
         or a non-bool `separable`.
     """
     _check_saliency(saliency)
-    out_h, out_w = _check_arguments(output_shape, pad, pad_mode)
+    map_pad_mode = renamed(map_pad_mode, "map_pad_mode", "edge", pad_mode, "pad_mode")
+    out_h, out_w = _check_arguments(output_shape, pad, map_pad_mode)
     check_choice(implementation, "implementation", IMPLEMENTATIONS)
     return _saliency_grid(
         saliency,
         (out_h, out_w),
         int(pad),
         resolve_sigma(fwhm, sigma),
-        pad_mode,
+        map_pad_mode,
         check_bool(separable, "separable"),
         implementation,
     )

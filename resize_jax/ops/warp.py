@@ -42,13 +42,12 @@ arrays to `invert_grid`/`unwarp` there.
 from __future__ import annotations
 
 import functools
-import numbers
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from resize_jax.ops.checks import check_images, check_size_pair
+from resize_jax.ops.checks import check_images, check_int, check_size_pair
 from resize_jax.ops.grid_sample import check_grid, clamp, grid_sample, identity_grid
 from resize_jax.ops.saliency import SeparableGrid, check_separable_grid, sample_separable
 
@@ -107,13 +106,7 @@ def _two_pass_inverse(grid: jnp.ndarray, height: int, width: int) -> jnp.ndarray
 
 
 def _check_iterations(iterations) -> int:
-    if (
-        isinstance(iterations, bool)
-        or not isinstance(iterations, numbers.Integral)
-        or iterations < 0
-    ):
-        raise ValueError(f"`iterations` must be a non-negative integer, got {iterations!r}.")
-    return int(iterations)
+    return check_int(iterations, "iterations", minimum=0)
 
 
 def invert_grid(grid, input_shape: tuple[int, int], *, iterations: int = 4):

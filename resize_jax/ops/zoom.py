@@ -17,6 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from resize_jax.ops.checks import check_number
 from resize_jax.ops.grid_sample import check_grid
 
 MAX_MAGNIFICATION = 100.0
@@ -35,8 +36,7 @@ def grid_magnification(grid, *, max_magnification: float = MAX_MAGNIFICATION) ->
         raise ValueError(
             f"`grid` must be at least 2×2 to have a magnification, got shape {tuple(grid.shape)}."
         )
-    if isinstance(max_magnification, bool) or not float(max_magnification) > 1:
-        raise ValueError(f"`max_magnification` must be a number > 1, got {max_magnification!r}.")
+    check_number(max_magnification, "max_magnification", low=1, low_open=True)
     grid = grid.astype(jnp.promote_types(grid.dtype, jnp.float32))
     dx_dj, dy_dj = (jnp.gradient(grid[..., c], axis=2) for c in (0, 1))
     dx_di, dy_di = (jnp.gradient(grid[..., c], axis=1) for c in (0, 1))

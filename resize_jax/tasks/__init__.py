@@ -1,6 +1,13 @@
 """Tasks: losses and metrics per task, behind one interface the training loop calls."""
 
-from resize_jax.tasks.base import Task, get_task, register_task, task_names
+from resize_jax.tasks.base import (
+    HeadlineMetric,
+    Task,
+    get_task,
+    register_task,
+    task_class,
+    task_names,
+)
 from resize_jax.tasks.classification import Classification, smoothed_cross_entropy, topk_correct
 from resize_jax.tasks.iqa import ImageQuality, emd_loss, mean_scores
 from resize_jax.tasks.regression import Gaze, Regression, euclidean_error, regression_loss
@@ -9,6 +16,7 @@ from resize_jax.tasks.segmentation import Segmentation, full_resolution_logits
 __all__ = [
     "Classification",
     "Gaze",
+    "HeadlineMetric",
     "ImageQuality",
     "Regression",
     "Segmentation",
@@ -21,6 +29,7 @@ __all__ = [
     "register_task",
     "regression_loss",
     "smoothed_cross_entropy",
+    "task_class",
     "task_names",
     "topk_correct",
 ]

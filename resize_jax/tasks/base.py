@@ -15,7 +15,7 @@ correlations) override `accumulate` to concatenate.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import numpy as np
@@ -23,10 +23,28 @@ import numpy as np
 Array = jax.Array
 
 
+class HeadlineMetric(NamedTuple):
+    """The metric a task's results lead with (the report's table): its key in the run's
+    metrics ("eval/top1"), its name for people, and whether "higher" or "lower" is better."""
+
+    key: str
+    name: str
+    better: str
+
+    @property
+    def label(self) -> str:
+        """The name, with "(lower is better)" where it is."""
+        return self.name + (" (lower is better)" if self.better == "lower" else "")
+
+
 class Task:
-    """Base class of a task. Subclasses set `name` and implement `loss` and the eval trio."""
+    """Base class of a task. Subclasses set `name` and implement `loss` and the eval trio.
+
+    `headline_metric`: what the task's results lead with; the eval loss unless a task
+    names a better one."""
 
     name: str = ""
+    headline_metric: ClassVar[HeadlineMetric] = HeadlineMetric("eval/loss", "loss", "lower")
 
     def for_model(self, model) -> Task:
         """The task bound to `model` (a `FrontEndModel`), for tasks that need the model's
@@ -103,8 +121,13 @@ def task_names() -> list[str]:
     return sorted(_TASKS)
 
 
-def get_task(name: str, **kwargs) -> Task:
-    """Builds the task registered as `name`; unknown names raise a ValueError listing them."""
+def task_class(name: str) -> type[Task]:
+    """The class registered as `name`; unknown names raise a ValueError listing them."""
     if name not in _TASKS:
         raise ValueError(f"Unknown task `name`={name!r}; known tasks: {task_names()}.")
-    return _TASKS[name](**kwargs)
+    return _TASKS[name]
+
+
+def get_task(name: str, **kwargs) -> Task:
+    """Builds the task registered as `name`; unknown names raise a ValueError listing them."""
+    return task_class(name)(**kwargs)

@@ -4,12 +4,13 @@ accuracy."""
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from resize_jax.tasks.base import Task, register_task
+from resize_jax.tasks.base import HeadlineMetric, Task, register_task
 
 
 def _one_hot(labels: jax.Array, num_classes: int) -> jax.Array:
@@ -49,6 +50,9 @@ class Classification(Task):
 
     label_smoothing: float = 0.0
     name: str = "classification"
+    headline_metric: ClassVar[HeadlineMetric] = HeadlineMetric(
+        "eval/top1", "top-1 accuracy", "higher"
+    )
 
     def __post_init__(self):
         if not 0.0 <= self.label_smoothing < 1.0:

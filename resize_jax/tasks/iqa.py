@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from resize_jax.tasks.base import Task, accumulate_with_examples, register_task
+from resize_jax.ops.checks import check_number
+from resize_jax.tasks.base import HeadlineMetric, Task, accumulate_with_examples, register_task
 
 # Per-example statistics that `accumulate` concatenates; everything else is summed.
 _PER_EXAMPLE = ("pred_mean", "true_mean", "mask")
@@ -125,17 +126,11 @@ class ImageQuality(Task):
     r: float = 2.0
     threshold: float = 5.0
     name: str = "image_quality"
+    headline_metric: ClassVar[HeadlineMetric] = HeadlineMetric("eval/srcc", "SRCC", "higher")
 
     def __post_init__(self):
-        if (
-            isinstance(self.r, bool)
-            or not isinstance(self.r, numbers.Real)
-            or not math.isfinite(self.r)
-            or self.r < 1
-        ):
-            raise ValueError(f"`r` must be a finite number >= 1, got {self.r!r}.")
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, numbers.Real):
-            raise ValueError(f"`threshold` must be a number, got {self.threshold!r}.")
+        check_number(self.r, "r", low=1)
+        check_number(self.threshold, "threshold", finite=False)
 
     def check_dataset(self, info) -> None:
         """The dataset must be an image-quality one (rating histograms)."""

@@ -27,6 +27,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Callable
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -35,8 +36,8 @@ import optax
 
 from resize_jax.frontends.base import resize_to_input
 from resize_jax.frontends.saliency import unwarp_dense
-from resize_jax.ops.checks import check_images
-from resize_jax.tasks.base import Task, register_task
+from resize_jax.ops.checks import check_images, check_int
+from resize_jax.tasks.base import HeadlineMetric, Task, register_task
 
 
 def full_resolution_logits(
@@ -107,12 +108,10 @@ class Segmentation(Task):
     class_weights: tuple[float, ...] = ()
     to_input: Callable | None = dataclasses.field(default=None, compare=False, repr=False)
     name: str = "segmentation"
+    headline_metric: ClassVar[HeadlineMetric] = HeadlineMetric("eval/miou", "mIoU", "higher")
 
     def __post_init__(self):
-        if isinstance(self.ignore_label, bool) or not isinstance(
-            self.ignore_label, numbers.Integral
-        ):
-            raise ValueError(f"`ignore_label` must be an int, got {self.ignore_label!r}.")
+        check_int(self.ignore_label, "ignore_label")
         weights = self.class_weights
         if not isinstance(weights, tuple | list) or not all(
             isinstance(w, numbers.Real) and not isinstance(w, bool) and math.isfinite(w) and w >= 0

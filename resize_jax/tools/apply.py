@@ -77,25 +77,19 @@ def load_image(path: str, run: TrainedRun, view: str = "eval") -> np.ndarray:
         raise ValueError(f"`images`: cannot read {path!r} ({error.strerror}).") from error
     if view not in VIEWS:
         raise ValueError(f"`view` must be one of {VIEWS}, got {view!r}.")
-    resolved = resolve(run.config.data)
-    options = preprocess.Options(
-        task="classification",  # Only the image is used; its label is a placeholder.
+    # The pipeline's own options: only the image is used, its label is a placeholder.
+    options = resolve(run.config.data).options(
+        run.num_classes,
+        task="classification",
         image_size=run.image_size,
-        value_range=resolved.value_range,
         augment="none",
-        crop_area_range=resolved.crop_area_range,
-        crop_aspect_range=resolved.crop_aspect_range,
-        eval_crop_fraction=resolved.eval_crop_fraction,
-        num_classes=run.num_classes,
         one_hot=False,
-        ignore_label=resolved.ignore_label,
     )
     try:
         if view == "whole":
             decoded = tf.cast(preprocess.decode_image(tf.constant(encoded)), tf.float32)
             image = tf.image.resize(decoded, run.image_size, "bilinear", antialias=True)
-            low, high = resolved.value_range
-            image = tf.clip_by_value(image, 0.0, 255.0) * ((high - low) / 255.0) + low
+            image = preprocess.to_value_range(image, options.value_range)
         else:
             example = {"image": tf.constant(encoded), "label": tf.constant(0, tf.int64)}
             image = preprocess.preprocess(example, None, options, train=False)["image"]

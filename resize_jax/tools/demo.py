@@ -40,14 +40,15 @@ from collections.abc import Sequence
 
 from absl import logging
 
-# name → (label, configs/default.py argument). Order: the table's row order.
+# Run name → its configs/default.py argument; the runs' labels are the front-ends' own
+# (`resize_jax.frontends.describe_frontend`), their table order the report's.
 RUNS = {
-    "bilinear": ("fixed bilinear", "frontend=fixed,method=bilinear"),
-    "bilinear_aa": ("fixed bilinear, antialiased", "frontend=fixed,method=bilinear,antialias=true"),
-    "bicubic": ("fixed bicubic", "frontend=fixed,method=bicubic"),
-    "learned": ("learned resizer", "frontend=learned"),
-    "saliency": ("saliency sampler", "frontend=saliency"),
-    "full_res": ("full resolution, no front-end", "frontend=none"),
+    "bilinear": "frontend=fixed,method=bilinear",
+    "bilinear_aa": "frontend=fixed,method=bilinear,antialias=true",
+    "bicubic": "frontend=fixed,method=bicubic",
+    "learned": "frontend=learned",
+    "saliency": "frontend=saliency",
+    "full_res": "frontend=none",
 }
 # The sampler is the default experiment's (resize_jax.train.default_config): the paper's
 # Gaussian (FWHM 13 cells, 31×31 grid) and blur (σ up to 3 px) over the first quarter of the
@@ -71,8 +72,7 @@ def make_config(run: str, args: argparse.Namespace, seed: int):
     """The config of demo run `run` for `seed`: configs/default.py plus the demo's settings."""
     from resize_jax.train import default_config
 
-    _, arg = RUNS[run]
-    config = default_config.get_config(f"{arg},task_size={args.task_size}")
+    config = default_config.get_config(f"{RUNS[run]},task_size={args.task_size}")
     if args.model != "small_cnn":
         from resize_jax.config_args import model_section
 
@@ -247,6 +247,7 @@ def _train_part(args: argparse.Namespace, started: float):
     """Trains `args.runs` × `args.seeds` on `args.dataset` into `args.out`; returns the
     report's (results.md text, results.json dict)."""
     from resize_jax import data
+    from resize_jax.frontends import describe_frontend
     from resize_jax.tools import report
     from resize_jax.train import train_and_evaluate
 
@@ -288,7 +289,7 @@ def _train_part(args: argparse.Namespace, started: float):
     try:
         for key in plan:
             workdir, config = workdirs[key], configs[key]
-            label = RUNS[key[0]][0]
+            label = describe_frontend(config.frontend)
             if key not in todo:
                 logging.info("demo: %s, seed %d: reusing %s (trained)", label, key[1], workdir)
                 continue

@@ -32,13 +32,13 @@ import json
 import os
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import jax
 import numpy as np
 from absl import logging
 
-from resize_jax import ops
+from resize_jax import frontends, ops, tasks
 from resize_jax.train.workdir import (
     CONFIG_FILE,
     TrainedRun,
@@ -50,17 +50,22 @@ from resize_jax.train.workdir import (
 )
 from resize_jax.train.writer import read_metrics
 
-# The metric the table reports, per task: (key in metrics.jsonl after "eval/", its name).
-METRICS = {
-    "classification": ("top1", "top-1 accuracy"),
-    "segmentation": ("miou", "mIoU"),
-    "image_quality": ("srcc", "SRCC"),
-    "regression": ("mean_error", "mean error (lower is better)"),
-    "gaze": ("mean_error", "mean error (lower is better)"),
-}
 RESULTS_MD, RESULTS_JSON = "results.md", "results.json"
 _COLORS = ("tab:red", "tab:orange", "tab:brown", "tab:green", "tab:blue", "tab:gray")
 _LINESTYLES = ("-", "--", ":", "-.")
+
+
+def headline_metric(task: str) -> tasks.HeadlineMetric:
+    """The metric the table reports for `task`: the task's own `headline_metric` (the eval
+    loss for a task this installation does not know)."""
+    known = task in tasks.task_names()
+    return (tasks.task_class(task) if known else tasks.Task).headline_metric
+
+
+def _metric_label(metric: str) -> str:
+    """The name of a headline metric from its key after "eval/" ("top1" → "top-1 accuracy")."""
+    headlines = [tasks.task_class(name).headline_metric for name in tasks.task_names()]
+    return next((h.label for h in headlines if h.key == f"eval/{metric}"), "metric")
 
 
 def _size(pair) -> str:
@@ -173,8 +178,9 @@ def summarize(workdir: str, *, gflops: bool = True) -> tuple[Run, TrainedRun | N
     config = load_config(workdir)
     records = read_metrics(workdir)
     task = config.task.get("name", "classification")
-    metric = METRICS.get(task, ("loss", "loss"))[0]
-    evals = _last_by_step(records, f"eval/{metric}")
+    headline = headline_metric(task)
+    metric = headline.key.removeprefix("eval/")
+    evals = _last_by_step(records, headline.key)
     losses = _last_by_step(records, "train/loss")
     params = _last_by_step(records, "params/trainable")
     input_size = image_size(config)
@@ -211,7 +217,6 @@ def summarize(workdir: str, *, gflops: bool = True) -> tuple[Run, TrainedRun | N
     return summary, run
 
 
-_FRONTEND_ORDER = {"fixed": 0, "learned": 1, "saliency": 2, "none": 4}
 _METHOD_ORDER = ("nearest", "bilinear", "bicubic", "lanczos3", "lanczos5")
 
 
@@ -223,7 +228,7 @@ def _order(run: Run) -> tuple:
     rank = _METHOD_ORDER.index(method) if method in _METHOD_ORDER else len(_METHOD_ORDER)
     return (
         run.backbone,
-        _FRONTEND_ORDER.get(run.frontend, 3),
+        frontends.frontend_rank(run.frontend),
         run.network_input[0] * run.network_input[1],
         rank,
         bool(config.frontend.get("antialias", False)),
@@ -333,6 +338,14 @@ def _fmt(value, pattern: str, missing: str = "–") -> str:
     return missing if value is None else pattern.format(value)
 
 
+def _markdown_table(head: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> str:
+    """A Markdown table; `align` holds "l" or "r" per column (default: all left)."""
+    rule = "".join("---:|" if a == "r" else "---|" for a in align.ljust(len(head), "l"))
+    lines = ["| " + " | ".join(head) + " |", "|" + rule]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
 def _value_cell(g: dict) -> str:
     if g["mean"] is None:
         return "–"
@@ -343,13 +356,13 @@ def _value_cell(g: dict) -> str:
 
 def main_table(groups: Sequence[dict]) -> str:
     """The results table (Markdown): one row per experiment, mean and range over seeds."""
-    metric_name = next((n for k, n in METRICS.values() if k == groups[0]["metric"]), "metric")
+    metric_name = _metric_label(groups[0]["metric"])
     backbones = len({g["backbone"] for g in groups}) > 1
     head = ["front-end", "network input", f"test {metric_name}", "seeds"]
     head += ["trainable params", "GFLOPs/image", "train img/s", "wall s/run"]
     if backbones:
         head.insert(0, "backbone")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for g in groups:
         cells = [
             g["label"],
@@ -365,35 +378,40 @@ def main_table(groups: Sequence[dict]) -> str:
         ]
         if backbones:
             cells.insert(0, g["backbone"])
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return _markdown_table(head, rows)
 
 
 def _paper_table(rows: Sequence[dict]) -> str:
-    lines = [
-        "| backbone | resizer | network input | top-1 error | GFLOPs/image |",
-        "|---|---|---|---:|---:|",
+    head = ["backbone", "resizer", "network input", "top-1 error", "GFLOPs/image"]
+    cells = [
+        [
+            r["backbone"],
+            r["resizer"],
+            _size(r["network_input"]),
+            _fmt(r["top1_error"], "{:.1%}"),
+            _fmt(r["gflops"], "{:.2f}"),
+        ]
+        for r in rows
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['backbone']} | {r['resizer']} | {_size(r['network_input'])} | "
-            f"{_fmt(r['top1_error'], '{:.1%}')} | {_fmt(r['gflops'], '{:.2f}')} |"
-        )
-    return "\n".join(lines)
+    return _markdown_table(head, cells, align="lllrr")
 
 
 def _runs_table(runs: Sequence[Run]) -> str:
-    lines = [
-        "| run | front-end | seed | steps × batch | test metric | train img/s | wall s |",
-        "|---|---|---:|---|---:|---:|---:|",
+    head = ["run", "front-end", "seed", "steps × batch", "test metric", "train img/s", "wall s"]
+    cells = [
+        [
+            r.name,
+            r.label,
+            str(r.seed),
+            f"{r.steps} × {r.batch_size}",
+            _fmt(r.value, "{:.3f}"),
+            _fmt(r.images_per_second, "{:.0f}"),
+            _fmt(r.wall_seconds, "{:.0f}"),
+        ]
+        for r in runs
     ]
-    for r in runs:
-        lines.append(
-            f"| {r.name} | {r.label} | {r.seed} | {r.steps} × {r.batch_size} | "
-            f"{_fmt(r.value, '{:.3f}')} | {_fmt(r.images_per_second, '{:.0f}')} | "
-            f"{_fmt(r.wall_seconds, '{:.0f}')} |"
-        )
-    return "\n".join(lines)
+    return _markdown_table(head, cells, align="llrlrrr")
 
 
 def render_markdown(runs: Sequence[Run], groups: Sequence[dict], figures: Sequence[str]) -> str:
@@ -476,7 +494,7 @@ def render_figures(
                     "eval": run.eval_curve,
                 }
             )
-    metric_name = next((n for k, n in METRICS.values() if k == runs[0].metric), "metric")
+    metric_name = _metric_label(runs[0].metric)
     figures.learning_curves(
         os.path.join(out, "learning_curves.png"), curves, metric_label=f"test {metric_name}"
     )
@@ -518,7 +536,10 @@ def render_figures(
             low, high = value_range
             scale = 1.0 / (high - low)
             trained_config = restored[run.workdir].config
-            skip_label = f"{trained_config.frontend.get('interpolation', 'bilinear')} skip"
+            section = trained_config.frontend
+            # `interpolation`: the field's name in runs trained before it became `method`.
+            method = section.get("method", section.get("interpolation", "bilinear"))
+            skip_label = f"{method} skip"
             figures.residual(
                 os.path.join(out, "learned_residual.png"),
                 display,

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from resize_jax import frontends, models, tasks
+from resize_jax.frontends.registry import NO_FRONTEND
 from resize_jax.frontends.saliency_trunk import get_saliency_net
 from resize_jax.models import pretrained
 from resize_jax.ops.checks import check_size_pair
@@ -17,7 +18,6 @@ from resize_jax.train.sharding import check_sharding_config
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 PRNG_IMPLS = ("rbg", "threefry2x32", "unsafe_rbg")
-NO_FRONTEND = "none"  # The backbone sees the full-resolution input (the upper bound).
 
 
 # Config fields that say where weights come from, not how a module is built.

@@ -22,6 +22,8 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from resize_jax.ops.checks import check_number
+
 
 def maybe_initialize_distributed(config) -> None:
     """Calls `jax.distributed.initialize` when `config.distributed.enabled` (multi-host).
@@ -98,9 +100,7 @@ def check_sharding_config(config) -> None:
     name = config.sharding
     if name not in SHARDINGS:
         raise ValueError(f"`config.sharding` must be one of {list(SHARDINGS)}, got {name!r}.")
-    size = config.fsdp_min_size_mb
-    if isinstance(size, bool) or not isinstance(size, int | float) or not size >= 0:
-        raise ValueError(f"`config.fsdp_min_size_mb` must be a number >= 0, got {size!r}.")
+    check_number(config.fsdp_min_size_mb, "config.fsdp_min_size_mb", low=0)
 
 
 def fsdp_spec(shape, dtype, num_shards: int, min_size_bytes: float, name: str = "") -> P:

@@ -110,16 +110,11 @@ class TrainedRun:
 
 
 def describe(config) -> str:
-    """A short name of a run's front-end: "fixed bilinear (antialiased)", "learned resizer"."""
-    frontend = config.frontend
-    if frontend.name == "none":
-        return "full resolution (no front-end)"
-    if frontend.name == "fixed":
-        name = f"fixed {frontend.get('method', 'bilinear')}"
-        return name + (" (antialiased)" if frontend.get("antialias") else "")
-    return {"learned": "learned resizer", "saliency": "saliency sampler"}.get(
-        frontend.name, frontend.name
-    )
+    """A short name of a run's front-end: "fixed bilinear (antialiased)", "learned resizer"
+    (`resize_jax.frontends.describe_frontend`)."""
+    from resize_jax.frontends import describe_frontend
+
+    return describe_frontend(config.frontend)
 
 
 def image_size(config) -> tuple[int, int]:

@@ -46,6 +46,10 @@ class GeneratedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     Subclasses set `BUILDER_CONFIGS` (`default_and_tiny(...)`), `SEED`, `IMAGE_KEYS` (the
     features written as PNG), optionally `SUPERVISED_KEYS`, and define `features(size)` and
     `make_example(seed, index, size)`. The description is the subclass module's docstring.
+
+    A classification set with boxes needs neither: it sets `CLASS_NAMES`, `BOX_KEYS` (the
+    f32[4] (ymin, xmin, ymax, xmax) entries of its examples, written as TFDS boxes) and
+    `generate` (`staticmethod` of its `make_example(seed, size)`).
     """
 
     VERSION = tfds.core.Version("1.0.0")
@@ -53,13 +57,30 @@ class GeneratedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     SEED: int = 0
     IMAGE_KEYS: tuple[str, ...] = ("image",)
     SUPERVISED_KEYS: tuple[str, str] | None = None
+    CLASS_NAMES: tuple[str, ...] = ()
+    BOX_KEYS: tuple[str, ...] = ()
 
     def features(self, size: int) -> dict:
         """The feature connectors of one example at `size`×`size`."""
-        raise NotImplementedError
+        if not self.CLASS_NAMES:
+            raise NotImplementedError
+        return {
+            "image": tfds.features.Image(shape=(size, size, 3)),
+            "label": tfds.features.ClassLabel(names=self.CLASS_NAMES),
+            **{key: tfds.features.BBoxFeature() for key in self.BOX_KEYS},
+        }
 
     def make_example(self, seed: tuple[int, ...], index: int, size: int) -> dict:
         """Example `index` of a split, from `seed` = (SEED, split seed, index)."""
+        del index  # In the seed already.
+        example = self.generate(seed, size)
+        for key in self.BOX_KEYS:
+            example[key] = tfds.features.BBox(*example[key].tolist())
+        return example
+
+    @staticmethod
+    def generate(seed: tuple[int, ...], size: int) -> dict:
+        """The example of `seed` (the default `make_example`'s source)."""
         raise NotImplementedError
 
     def _info(self) -> tfds.core.DatasetInfo:

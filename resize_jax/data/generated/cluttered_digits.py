@@ -31,7 +31,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from resize_jax.data.generated import render
 from resize_jax.data.generated.builder import GeneratedBuilder, default_and_tiny
@@ -144,16 +143,6 @@ class ClutteredDigits(GeneratedBuilder):
     BUILDER_CONFIGS = default_and_tiny((6000, 1000), (48, 24))
     SEED = _SEED
     SUPERVISED_KEYS = ("image", "label")
-
-    def features(self, size: int) -> dict:
-        return {
-            "image": tfds.features.Image(shape=(size, size, 3)),
-            "label": tfds.features.ClassLabel(names=CLASS_NAMES),
-            "digit": tfds.features.BBoxFeature(),
-        }
-
-    def make_example(self, seed: tuple[int, ...], index: int, size: int) -> dict:
-        del index  # In the seed already.
-        example = make_example(seed, size)
-        example["digit"] = tfds.features.BBox(*example["digit"].tolist())
-        return example
+    CLASS_NAMES = CLASS_NAMES
+    BOX_KEYS = ("digit",)
+    generate = staticmethod(make_example)

@@ -35,7 +35,6 @@ the README's `## Data` section.
 from __future__ import annotations
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from resize_jax.data.generated import render
 from resize_jax.data.generated.builder import SPLIT_SEEDS, GeneratedBuilder, default_and_tiny
@@ -101,16 +100,6 @@ class SmallDetails(GeneratedBuilder):
     BUILDER_CONFIGS = default_and_tiny((4000, 1000), (48, 24))
     SEED = _SEED
     SUPERVISED_KEYS = ("image", "label")
-
-    def features(self, size: int) -> dict:
-        return {
-            "image": tfds.features.Image(shape=(size, size, 3)),
-            "label": tfds.features.ClassLabel(names=CLASS_NAMES),
-            "marker": tfds.features.BBoxFeature(),
-        }
-
-    def make_example(self, seed: tuple[int, ...], index: int, size: int) -> dict:
-        del index  # In the seed already.
-        example = make_example(seed, size)
-        example["marker"] = tfds.features.BBox(*example["marker"].tolist())
-        return example
+    CLASS_NAMES = CLASS_NAMES
+    BOX_KEYS = ("marker",)
+    generate = staticmethod(make_example)

@@ -7,9 +7,9 @@ missing, unexpected or mis-shaped tensor is a ValueError that lists the names.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import numpy as np
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 from resize_jax.models.pretrained.names import Mapping
 
@@ -66,26 +66,6 @@ TORCH = Convention(".", "torch")
 KERAS = Convention("/", "keras")
 
 
-def _flatten(tree: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) or hasattr(value, "items"):
-            out.update(_flatten(value, (*prefix, key)))
-        else:
-            out[(*prefix, key)] = value
-    return out
-
-
-def _unflatten(flat: dict[tuple[str, ...], Any]) -> dict:
-    tree: dict = {}
-    for path, value in flat.items():
-        node = tree
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    return tree
-
-
 @dataclasses.dataclass
 class Conversion:
     """The result of `assign`: the variables, and what was left out on purpose.
@@ -130,7 +110,7 @@ def assign(
     """
     flat = {}
     for collection in ("params", "batch_stats"):
-        for path, value in _flatten(target.get(collection, {})).items():
+        for path, value in flatten_dict(target.get(collection, {})).items():
             flat[(collection, *path)] = value
     modules: dict[str, dict[str, tuple]] = {}
     for path in flat:
@@ -189,7 +169,7 @@ def assign(
             "architecture and source framework?"
         )
     variables = {
-        c: _unflatten({p[1:]: v for p, v in out.items() if p[0] == c})
+        c: unflatten_dict({p[1:]: v for p, v in out.items() if p[0] == c})
         for c in ("params", "batch_stats")
     }
     return Conversion(variables=variables, fresh=sorted(fresh), dropped=dropped)

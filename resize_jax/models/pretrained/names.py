@@ -38,25 +38,34 @@ torchvision_resnet = _rules(
     ("head", lambda: "fc"),
 )
 
-_DENSE_LAYER = {
-    "reduce/bn": "norm1",
-    "reduce/conv": "conv1",
-    "conv/bn": "norm2",
-    "conv/conv": "conv2",
-}
+# The four layers of a dense layer: BN → 1×1 conv ("reduce"), BN → 3×3 conv ("conv").
+_DENSE_PARTS = ("reduce/bn", "reduce/conv", "conv/bn", "conv/conv")
 
-torchvision_densenet = _rules(
-    ("stem/conv", lambda: "features.conv0"),
-    ("stem/bn", lambda: "features.norm0"),
-    (
-        r"block(\d+)_layer(\d+)_(reduce/bn|reduce/conv|conv/bn|conv/conv)",
-        lambda i, j, part: f"features.denseblock{i}.denselayer{j}.{_DENSE_LAYER[part]}",
-    ),
-    (r"transition(\d+)/(bn|conv)", lambda i, p: f"features.transition{i}.{_BN_NORM.get(p, p)}"),
-    ("final_bn", lambda: "features.norm5"),
-    ("head", lambda: "classifier"),
+
+def _densenet(
+    stem: tuple[str, str], layer: Callable, transition: Callable, final: tuple
+) -> Mapping:
+    """A DenseNet mapping: the stem's (conv, bn) names, `layer(i, j, part)` for part "reduce/bn",
+    "reduce/conv", "conv/bn" or "conv/conv" of dense layer j of block i, `transition(i, part)`
+    for part "bn" or "conv", and the (final BatchNorm, classifier) names."""
+    return _rules(
+        ("stem/conv", lambda: stem[0]),
+        ("stem/bn", lambda: stem[1]),
+        (rf"block(\d+)_layer(\d+)_({'|'.join(_DENSE_PARTS)})", layer),
+        (r"transition(\d+)/(bn|conv)", transition),
+        ("final_bn", lambda: final[0]),
+        ("head", lambda: final[1]),
+    )
+
+
+_DENSE_LAYER = dict(zip(_DENSE_PARTS, ("norm1", "conv1", "norm2", "conv2"), strict=True))
+
+torchvision_densenet = _densenet(
+    ("features.conv0", "features.norm0"),
+    lambda i, j, part: f"features.denseblock{i}.denselayer{j}.{_DENSE_LAYER[part]}",
+    lambda i, part: f"features.transition{i}.{'norm' if part == 'bn' else part}",
+    ("features.norm5", "classifier"),
 )
-_BN_NORM = {"bn": "norm"}
 
 # MobileNetV2's 17 inverted residual blocks are features.1 ... features.17, stage by stage.
 _MOBILENET_V2_REPEATS = (1, 2, 3, 4, 3, 3, 1)
@@ -130,23 +139,13 @@ timm_efficientnet = _rules(
     ("head", lambda: "classifier"),
 )
 
-_KERAS_DENSE_LAYER = {
-    "reduce/bn": "0_bn",
-    "reduce/conv": "1_conv",
-    "conv/bn": "1_bn",
-    "conv/conv": "2_conv",
-}
+_KERAS_DENSE_LAYER = dict(zip(_DENSE_PARTS, ("0_bn", "1_conv", "1_bn", "2_conv"), strict=True))
 
-keras_densenet = _rules(
-    ("stem/conv", lambda: "conv1_conv"),
-    ("stem/bn", lambda: "conv1_bn"),
-    (
-        r"block(\d+)_layer(\d+)_(reduce/bn|reduce/conv|conv/bn|conv/conv)",
-        lambda i, j, part: f"conv{i + 1}_block{j}_{_KERAS_DENSE_LAYER[part]}",
-    ),
-    (r"transition(\d+)/(bn|conv)", lambda i, p: f"pool{i + 1}_{p}"),
-    ("final_bn", lambda: "bn"),
-    ("head", lambda: "predictions"),
+keras_densenet = _densenet(
+    ("conv1_conv", "conv1_bn"),
+    lambda i, j, part: f"conv{i + 1}_block{j}_{_KERAS_DENSE_LAYER[part]}",
+    lambda i, part: f"pool{i + 1}_{part}",
+    ("bn", "predictions"),
 )
 
 
