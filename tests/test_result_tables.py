@@ -56,5 +56,8 @@ def test_every_task_names_its_headline_metric(name):
 def test_report_reads_the_headline_from_the_task():
     assert report.headline_metric("classification").label == "top-1 accuracy"
     assert report.headline_metric("segmentation").key == "eval/miou"
+    # Regression and its gaze preset lead with the mean Euclidean error, lower is better.
+    for name in ("regression", "gaze"):
+        assert report.headline_metric(name)[::2] == ("eval/mean_error", "lower")
     # A task this installation does not know: its eval loss.
     assert report.headline_metric("unknown").label == "loss (lower is better)"

@@ -29,13 +29,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from resize_jax.tasks.base import Task, accumulate_with_examples, register_task
+from resize_jax.tasks.base import HeadlineMetric, Task, accumulate_with_examples, register_task
 
 LOSSES = ("l2", "smooth_l1")
 # Per-example statistics that `accumulate` concatenates; everything else is summed.
@@ -98,6 +99,9 @@ class Regression(Task):
     target_std: tuple[float, ...] = ()
     num_targets: int = 0
     name: str = "regression"
+    headline_metric: ClassVar[HeadlineMetric] = HeadlineMetric(
+        "eval/mean_error", "mean error", "lower"
+    )
 
     def __post_init__(self):
         if self.loss_type not in LOSSES:
