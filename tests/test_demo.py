@@ -104,6 +104,10 @@ def test_demo_runs_use_the_default_config_with_the_demo_settings(tmp_path):
     aa = demo.make_config("bilinear_aa", args, 3)
     assert aa.frontend.antialias and aa.frontend.method == "bilinear"
     assert demo.make_config("full_res", args, 3).frontend.name == "none"
+    # Another task network and task size reach every run's config.
+    args = demo.parse_args([f"--out={tmp_path}", "--model=vit_ti16", "--task_size=64"])
+    config = demo.make_config("learned", args, 0)
+    assert config.model.name == "vit_ti16" and tuple(config.frontend.output_shape) == (64, 64)
 
 
 @pytest.mark.parametrize(
@@ -114,6 +118,8 @@ def test_demo_runs_use_the_default_config_with_the_demo_settings(tmp_path):
         (["--steps=0"], "--steps"),
         (["--real_runs=zoom"], "--real_runs"),
         (["--real_steps=0"], "--real_steps"),
+        (["--task_size=0"], "--task_size"),
+        (["--model=resnet9000"], "resnet9000"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(argv, message, capsys):
