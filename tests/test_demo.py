@@ -9,6 +9,7 @@ import chex
 import pytest
 
 from resize_jax.tools import demo, report
+from resize_jax.train import default_config, workdir
 
 _TINY = [
     "--dataset=small_details/tiny",
@@ -36,15 +37,9 @@ def test_reduced_demo_trains_all_six_and_writes_table_and_figures(demo_out):
     results = json.loads((out / "results.json").read_text())
     groups = results["groups"]
     chex.assert_equal([g["runs"] for g in groups], [[f"{r}_seed0"] for r in demo.RUNS])
+    # Labelled by the front-end table (its names: tests/test_result_tables.py).
     labels = [g["label"] for g in groups]
-    assert labels == [
-        "fixed bilinear",
-        "fixed bilinear (antialiased)",
-        "fixed bicubic",
-        "learned resizer",
-        "saliency sampler",
-        "full resolution (no front-end)",
-    ]
+    assert labels == [workdir.describe(default_config.get_config(a)) for a in demo.RUNS.values()]
     by = dict(zip(demo.RUNS, groups, strict=True))
     for g in groups:
         assert 0.0 <= g["mean"] <= 1.0 and g["steps"] == 2
