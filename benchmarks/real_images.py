@@ -10,14 +10,17 @@ at a random place among fragments of other scans, on a crop of a real photograph
 benchmark trains configs/default.py's small CNN at 128 → 32 behind a fixed bilinear resize,
 an antialiased one, a bicubic one, the learned resizer, the saliency sampler, and the
 full-resolution upper bound (no front-end), for every seed, with the same steps, batch and
-learning rate (the demo's machinery: `resize_jax.tools.demo`; each run is an ordinary
-workdir under `--out`, reused when finished). The table goes to `<out>/results.md` and,
-with `--save`, to benchmarks/results/real_images.md.
+learning rate: by default configs/default.py's own (1500 steps × 64, AdamW 3e-3), so the
+table is what `train.py --config configs/default.py:frontend=...` gives on this data (the
+demo's machinery: `resize_jax.tools.demo`; each run is an ordinary workdir under `--out`,
+reused when finished). The table goes to `<out>/results.md` and, with `--save`, to
+benchmarks/results/real_images.md.
 
-Cost on an idle 2-core CPU, per seed, estimated from the demo's per-image training costs:
-~1.5 min per fixed resize or saliency run, ~10 min for the learned resizer, ~20 min for the
-full-resolution run (the learned resizer and the
-full-resolution network work on all 128×128 pixels).
+Cost per seed on a 2-core CPU running two benchmark processes side by side (each process
+one run at a time; `--runs`/`--seeds` split the work over processes sharing one `--out`):
+~7 min per fixed resize, ~14 min for the saliency sampler, ~45 min for the learned
+resizer; the full-resolution network, on all 128×128 pixels, costs about twice the
+learned resizer.
 """
 
 from __future__ import annotations
@@ -34,15 +37,27 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
 def main(argv=None) -> str:
+    from resize_jax.train import default_config
+
+    defaults = default_config.get_config()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/real_images", help="runs and the table go here")
     parser.add_argument("--runs", default=ALL_RUNS, help="front-ends (the demo's run names)")
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds, every run")
-    parser.add_argument("--steps", type=int, default=1000, help="training steps of every run")
-    parser.add_argument("--batch_size", type=int, default=32, help="global batch size")
+    parser.add_argument(
+        "--steps", type=int, default=defaults.num_train_steps, help="training steps of every run"
+    )
+    parser.add_argument(
+        "--batch_size", type=int, default=defaults.batch_size, help="global batch size"
+    )
     parser.add_argument("--model", default="small_cnn", help='the task network, e.g. "vit_ti16"')
     parser.add_argument("--task_size", type=int, default=32, help="side of the network's input")
-    parser.add_argument("--learning_rate", type=float, default=3e-3, help="peak (AdamW, cosine)")
+    parser.add_argument(
+        "--learning_rate",
+        type=float,
+        default=defaults.optimizer.learning_rate,
+        help="peak (AdamW, cosine)",
+    )
     parser.add_argument("--dataset", default=DATASET, help='e.g. "cluttered_digits/tiny"')
     parser.add_argument("--data_dir", default=None, help="default: <out>/tensorflow_datasets")
     parser.add_argument("--save", action="store_true", help="copy the table to benchmarks/results/")
