@@ -54,8 +54,6 @@ def make_config(run: str, seed: int, args):
     config.num_train_steps = args.steps
     config.log_every_steps = max(1, args.steps // 6)
     config.keep_checkpoints = 1
-    if config.frontend.name == "saliency":
-        config.frontend.blur_steps = args.steps // 4
     return config
 
 
@@ -171,7 +169,12 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="runs/bench_gaze", help="directory for the results")
     parser.add_argument("--runs", default=",".join(RUNS))
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=gaze_config("runlocal").num_train_steps,
+        help="training steps of every run (default: configs/gaze.py's runlocal)",
+    )
     parser.add_argument("--dataset", default="synthetic_gaze")
     parser.add_argument("--data_dir", default=None, help="default: <out>/tfds")
     parser.add_argument(
