@@ -18,9 +18,8 @@ benchmarks/results/real_images.md.
 
 Cost per seed on a 2-core CPU running two benchmark processes side by side (each process
 one run at a time; `--runs`/`--seeds` split the work over processes sharing one `--out`):
-~7 min per fixed resize, ~14 min for the saliency sampler, ~45 min for the learned
-resizer; the full-resolution network, on all 128×128 pixels, costs about twice the
-learned resizer.
+7–10 min per fixed resize, ~15 min for the saliency sampler, ~30 min for the learned
+resizer, about 2 h for the full-resolution network (it works on all 128×128 pixels).
 """
 
 from __future__ import annotations
