@@ -9,11 +9,13 @@ resizer and the saliency sampler, and the full-resolution bound (the CNN on 128Ã
 Each run is `configs/gaze.py:<frontend>,runlocal` (4000 train / 1000 test images, 128Ã—128,
 batch 32, AdamW, smooth-L1 loss on normalised targets) trained with `train_and_evaluate`
 into `<out>/<run>_seed<k>`; finished runs are reused, so an interrupted benchmark resumes
-where it stopped. Writes `<out>/bench_gaze.json` and `bench_gaze.md` (mean,
-median and 90th-percentile Euclidean error on the 1000 test images, in cm, per run and
-seed, and their means over seeds, plus how much each saliency sampler magnifies the eyes),
-and `<out>/gaze_saliency.png`: where the first seed's saliency sampler samples on test
-images, with the eyes' centres carried into the sampled image by `ops.warp_points`.
+where it stopped, and two processes may share one `<out>` (say, `--seeds 0` and `--seeds 1`):
+each adds its runs to `<out>/bench_gaze.json` as they finish. Writes `<out>/bench_gaze.json`
+and `bench_gaze.md` (mean, median and 90th-percentile Euclidean error on the 1000 test
+images, in cm, per run and seed, and their means over seeds, plus how much each saliency
+sampler magnifies the eyes), and `<out>/gaze_saliency.png`: where the first seed's saliency
+sampler samples on test images, with the eyes' centres carried into the sampled image by
+`ops.warp_points`.
 """
 
 from __future__ import annotations
@@ -66,6 +68,20 @@ def _finished(workdir: str, steps: int) -> dict | None:
         if record.get("step") == steps and "eval/mean_error" in record:
             return {k[5:]: v for k, v in record.items() if k.startswith("eval/")}
     return None
+
+
+def _record(path: str, key: str, result: dict, args) -> dict:
+    """Adds one run's result to `path` and returns all its runs. Rereads the file first, so
+    two benchmark processes on the same `--out` (say, one per seed) keep each other's runs."""
+    runs = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            runs = json.load(f)["runs"]
+    runs[key] = result
+    with open(path + ".tmp", "w") as f:
+        json.dump({"steps": args.steps, "dataset": args.dataset, "runs": runs}, f)
+    os.replace(path + ".tmp", path)
+    return runs
 
 
 def eye_magnification(workdir: str, config, count: int = 200) -> tuple[float, float]:
@@ -219,8 +235,7 @@ def main(argv=None) -> None:
             wall = time.perf_counter() - tick
             results[key] = {"run": run, "seed": seed, "metrics": metrics, "wall_s": wall}
             print(f"{key}: mean error {metrics['mean_error']:.3f} cm ({wall:.0f} s)", flush=True)
-            with open(results_path, "w") as f:
-                json.dump({"steps": args.steps, "dataset": args.dataset, "runs": results}, f)
+            results = _record(results_path, key, results[key], args)
     markdown = table(results, runs, seeds)
     ratio = ""
     aa = [results.get(f"bilinear_aa_seed{s}") for s in seeds]

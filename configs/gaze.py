@@ -25,7 +25,8 @@ Arguments (comma-separated after the colon):
   method, antialias: the fixed resizer's kernel (default bilinear without antialiasing);
   backbone: any registered backbone (default resnet18; small_cnn with runlocal);
   runlocal: `synthetic_gaze` (128×128, 4000 train / 1000 test) → 32×32 → small CNN,
-    1800 steps of 32 (benchmarks/bench_gaze.py compares the front-ends with it).
+    1800 steps of 32, the saliency sampler without blur pretraining
+    (benchmarks/bench_gaze.py compares the front-ends with it).
 """
 
 import ml_collections

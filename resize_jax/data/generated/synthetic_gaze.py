@@ -20,9 +20,9 @@ Construction (a 128×128 RGB image; every random choice comes from a generator s
 Why a 128→32 resize loses most of it: the pupils move by at most 1.2–3 px at full
 resolution, a third to three quarters of a pixel at 32×32, where a whole eye covers about
 one pixel and the dark distractor dots look alike. An antialiased (area) resize averages each
-eye into that pixel; a plain bilinear resize reads 2 of every 4 pixels and keeps a pupil's
-edge as an aliased sample, so it keeps part of the signal (docs/gaze.md has the measured
-errors). A front-end that magnifies the two eyes (the saliency sampler, as in Recasens et
+eye into that pixel, so only the pixel's faint shading carries the offset; a plain bilinear
+resize reads 2 of every 4 pixels and keeps a pupil's edge only where a sample falls on it
+(docs/gaze.md has the measured errors). A front-end that magnifies the two eyes (the saliency sampler, as in Recasens et
 al.'s gaze experiments) reads the pupils' offsets directly. The face's position and size are
 random, so no fixed crop does that.
 
