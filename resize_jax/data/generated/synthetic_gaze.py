@@ -22,9 +22,9 @@ resolution, a third to three quarters of a pixel at 32×32, where a whole eye co
 one pixel and the dark distractor dots look alike. An antialiased (area) resize averages each
 eye into that pixel, so only the pixel's faint shading carries the offset; a plain bilinear
 resize reads 2 of every 4 pixels and keeps a pupil's edge only where a sample falls on it
-(docs/gaze.md has the measured errors). A front-end that magnifies the two eyes (the saliency sampler, as in Recasens et
-al.'s gaze experiments) reads the pupils' offsets directly. The face's position and size are
-random, so no fixed crop does that.
+(docs/gaze.md has the measured errors). A front-end that magnifies the two eyes (the
+saliency sampler, as in Recasens et al.'s gaze experiments) reads the pupils' offsets
+directly. The face's position and size are random, so no fixed crop does that.
 
 Extra features for figures and tests: "gaze_direction" (g_x, g_y), "eyes" f32[2, 2], the
 centres (x, y) of the left and right eye in the grid convention of `resize_jax.ops` ([-1, 1],
