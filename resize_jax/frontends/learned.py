@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from resize_jax import ops
 from resize_jax.frontends.base import FrontEnd, keep_checked, resolve_renamed_fields
 from resize_jax.frontends.registry import register_frontend
+from resize_jax.frontends.resized_batch_norm import ResizedBatchNorm
 from resize_jax.models.common import ModuleDef, norm_def
 from resize_jax.ops.checks import (
     check_bool,
@@ -152,8 +153,14 @@ class LearnedResizer(FrontEnd):
         skip = resize(x)
         y = activation(conv(n, (7, 7), name="conv_in")(x))
         y = activation(conv(n, (1, 1), name="conv_mix")(y))
-        y = norm(use_running_average=not train, name="bn_in")(y)
-        y = resize(y)
+        # resize(BN(y)), normalising after the resize: fewer passes over the large tensor.
+        y = ResizedBatchNorm(
+            momentum=self.bn_momentum,
+            epsilon=self.bn_epsilon,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="bn_in",
+        )(y, resize, use_running_average=not train)
 
         z = y
         for k in range(self.num_res_blocks):

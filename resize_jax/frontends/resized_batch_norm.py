@@ -1,0 +1,65 @@
+"""BatchNorm followed by a resize, computed as the resize followed by the same BatchNorm.
+
+A resize is linear in each channel and its interpolation weights sum to one (`ops.resize`
+renormalises them at the borders), so it commutes with a per-channel affine map:
+
+    resize(scale * (x - mean) / sqrt(var + eps) + bias)
+        = scale * (resize(x) - mean) / sqrt(var + eps) + bias,
+
+with `mean` and `var` still the statistics of the full-resolution `x`. The right-hand side
+normalises the small resized tensor instead of the large input, and its gradient reaches `x`
+through the resize's transpose and the two statistics only: on CPU the learned resizer's
+448² × 16 features are written and read fewer times in the train step. The variables are
+`flax.linen.BatchNorm`'s (params `scale`, `bias`; batch_stats `mean`, `var`), with its
+semantics: float32 statistics with the fast variance E[x²] − E[x]², biased variance in the
+running average, no update while initialising. A test holds it to `nn.BatchNorm` then resize.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+from jax import lax
+
+
+class ResizedBatchNorm(nn.Module):
+    """`resize(nn.BatchNorm(...)(x))` with the normalisation applied after the resize.
+
+    Attributes:
+      momentum, epsilon, dtype, param_dtype: as `flax.linen.BatchNorm`'s.
+
+    `__call__(x, resize, *, use_running_average)`: x f[B, H, W, C]; `resize` any per-channel
+    linear map whose weights sum to one (e.g. a partial of `ops.resize`) taking x to
+    f[B, h, w, C] → f[B, h, w, C].
+    """
+
+    momentum: float = 0.99
+    epsilon: float = 1e-5
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, x: jnp.ndarray, resize: Callable[[jnp.ndarray], jnp.ndarray], *, use_running_average
+    ) -> jnp.ndarray:
+        features = (x.shape[-1],)
+        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
+        ra_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
+        scale = self.param("scale", nn.initializers.ones, features, self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, features, self.param_dtype)
+        if use_running_average:
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            stats_input = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(stats_input, axes)
+            var = jnp.maximum(0.0, jnp.mean(jnp.square(stats_input), axes) - jnp.square(mean))
+            if not self.is_initializing():
+                ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+                ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+        resized = resize(x)
+        y = (resized - mean) * (lax.rsqrt(var + self.epsilon) * scale) + bias
+        return jnp.asarray(y, self.dtype or jnp.result_type(resized, scale, bias))
