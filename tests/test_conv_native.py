@@ -310,3 +310,63 @@ def test_native_kernels_are_not_looked_up_off_cpu(monkeypatch):
     monkeypatch.setattr(native, "available", lambda: True)
     with jax.default_device(jax.devices("cpu")[0]):
         assert conv.native_eligible(x, w)
+
+
+@needs_compiler
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape"),
+    [
+        ((2, 11, 29, 3), (7, 7, 3, 16)),
+        ((2, 5, 7, 16), (1, 1, 16, 16)),
+        ((1, 4, 9, 16), (3, 3, 16, 32)),
+    ],
+)
+def test_bias_leaky_fused_matches_the_composition(x_shape, w_shape):
+    """Values and all three gradients of the fused kernel against XLA's conv + bias + leaky."""
+    x, w, g = _random(x_shape, w_shape)
+    b = jax.random.normal(jax.random.key(7), w_shape[-1:])
+
+    def composed(x, w, b):
+        return jax.nn.leaky_relu(_xla(x, w) + b, 0.2)
+
+    fused = jax.jit(lambda x, w, b: conv.conv2d_same_bias_leaky(x, w, b, 0.2))
+    assert "resize_jax_conv_vec_out_bias_leaky" in _hlo(fused, x, w, b)
+    want, want_vjp = jax.vjp(composed, x, w, b)
+    got, got_vjp = jax.vjp(fused, x, w, b)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for ours, theirs in zip(got_vjp(g), want_vjp(g), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_bias_leaky_falls_back_to_the_composition_and_checks_the_bias():
+    x, w, _ = _random((1, 6, 7, 3), (3, 3, 3, 16))
+    b = jnp.linspace(-1, 1, 16)
+    for slope in (0.0, -0.5):  # the sign trick of the fused gradient needs slope > 0
+        fn = lambda x, w, b, slope=slope: conv.conv2d_same_bias_leaky(x, w, b, slope)
+        assert "bias_leaky" not in _hlo(fn, x, w, b)
+        y = _xla(x, w) + b
+        want = jnp.where(y >= 0, y, slope * y)
+        np.testing.assert_allclose(fn(x, w, b), want, rtol=1e-5, atol=1e-5)
+    bf16 = conv.conv2d_same_bias_leaky(*(a.astype(jnp.bfloat16) for a in (x, w, b)), 0.2)
+    assert bf16.dtype == jnp.bfloat16
+    with pytest.raises(ValueError, match="`b` must be f\\[16\\]"):
+        conv.conv2d_same_bias_leaky(x, w, jnp.zeros(8), 0.2)
+
+
+def test_conv_leaky_module_is_nn_conv_then_leaky_relu():
+    """Same variables (names, shapes, initial values) and outputs as the two flax layers."""
+    import flax.linen as nn
+
+    from resize_jax.frontends.conv_leaky import ConvLeaky
+
+    x = jax.random.normal(jax.random.key(0), (2, 9, 8, 3))
+    ours, reference = ConvLeaky(16, 7, 0.2), nn.Conv(16, (7, 7), padding="SAME")
+    variables = ours.init(jax.random.key(1), x)
+    chex.assert_trees_all_equal(variables, reference.init(jax.random.key(1), x))
+    variables = jax.tree.map(lambda v: v + 0.1, variables)  # a non-zero bias
+    np.testing.assert_allclose(
+        ours.apply(variables, x),
+        nn.leaky_relu(reference.apply(variables, x), 0.2),
+        rtol=1e-5,
+        atol=1e-5,
+    )

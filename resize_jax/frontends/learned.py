@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from resize_jax import ops
 from resize_jax.frontends.base import FrontEnd, keep_checked, resolve_renamed_fields
+from resize_jax.frontends.conv_leaky import ConvLeaky
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.frontends.resized_batch_norm import ResizedBatchNorm
 from resize_jax.models.common import ModuleDef, norm_def
@@ -136,7 +137,6 @@ class LearnedResizer(FrontEnd):
             method=self.method,
             antialias=self.antialias,
         )
-        activation = functools.partial(nn.leaky_relu, negative_slope=self.negative_slope)
         # ops.conv_general_dilated: XLA's convolution, except on CPU where these narrow layers
         # run as native direct convolutions (ops/conv.py); same parameters either way.
         conv = functools.partial(
@@ -151,8 +151,15 @@ class LearnedResizer(FrontEnd):
         x = images.astype(self.dtype)
 
         skip = resize(x)
-        y = activation(conv(n, (7, 7), name="conv_in")(x))
-        y = activation(conv(n, (1, 1), name="conv_mix")(y))
+        # conv + bias + LeakyReLU in one pass on CPU (conv_leaky.py); nn.Conv's variables.
+        conv_leaky = functools.partial(
+            ConvLeaky,
+            negative_slope=self.negative_slope,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        y = conv_leaky(n, 7, name="conv_in")(x)
+        y = conv_leaky(n, 1, name="conv_mix")(y)
         # resize(BN(y)), normalising after the resize: fewer passes over the large tensor.
         y = ResizedBatchNorm(
             momentum=self.bn_momentum,

@@ -15,10 +15,12 @@ passes everything else through unchanged.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec
@@ -288,4 +290,83 @@ def conv_general_dilated(
     )
 
 
-__all__ = ["conv2d_same", "conv_general_dilated", "native_eligible"]
+def _xla_bias_leaky(x, w, b, slope):
+    y = _xla_conv(x, w) + b
+    return jnp.where(y >= 0, y, slope * y)
+
+
+@functools.lru_cache(maxsize=16)
+def _bias_leaky_cpu(slope: float):
+    """The fused native call for one `slope` (an attribute of the call, so one per value)."""
+
+    def native(x, w, b):
+        size, out_channels = w.shape[0], w.shape[3]
+        result = jax.ShapeDtypeStruct((*x.shape[:3], out_channels), jnp.float32)
+        call = jax.ffi.ffi_call("resize_jax_conv_vec_out_bias_leaky", result)
+        return call(_pad(x, size), w, b, slope=np.float32(slope))
+
+    return _map_when_vmapped(
+        _batch_partitioned(native, "b h w i, k l i o, o -> b h w o", 1), fold_first=True
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _conv_bias_leaky(x, w, b, slope):
+    return _on_cpu(_bias_leaky_cpu(slope), functools.partial(_xla_bias_leaky, slope=slope), x, w, b)
+
+
+def _conv_bias_leaky_fwd(x, w, b, slope):
+    out = _conv_bias_leaky(x, w, b, slope)
+    return out, (x, w, out)
+
+
+def _conv_bias_leaky_bwd(slope, residuals, g):
+    x, w, out = residuals
+    # With slope > 0 the activation keeps the sign, so the output says which branch was taken
+    # and the pre-activation need not be stored.
+    g = jnp.where(out >= 0, g, slope * g)
+    dx, dw = _conv_native_bwd((x, w), g)
+    return dx, dw, jnp.sum(g, axis=(0, 1, 2))
+
+
+_conv_bias_leaky.defvjp(_conv_bias_leaky_fwd, _conv_bias_leaky_bwd)
+
+
+def conv2d_same_bias_leaky(
+    x: jnp.ndarray, w: jnp.ndarray, b: jnp.ndarray, negative_slope: float
+) -> jnp.ndarray:
+    """`leaky_relu(conv2d_same(x, w) + b, negative_slope)` as one pass where it can be.
+
+    Args:
+      x: f[B, H, W, CI]; w: f[K, K, CI, CO], K odd; b: f[CO].
+      negative_slope: the leaky ReLU's slope for negative inputs.
+
+    Returns:
+      f[B, H, W, CO]. On CPU with the native kernels, CO % 16 == 0, float32 and a slope > 0,
+      the bias and activation are applied inside the convolution kernel (the output is written
+      once) and the backward pass needs only the output; otherwise it is the composition.
+    """
+    if b.shape != (w.shape[-1],):
+        raise ValueError(f"`b` must be f[{w.shape[-1]}] to match `w` {w.shape}, got {b.shape}.")
+    slope = float(negative_slope)
+    fused = (
+        slope > 0
+        and w.shape[3] % _LANES == 0
+        and b.dtype == jnp.float32
+        and x.ndim == 4
+        and w.ndim == 4
+        and x.dtype == jnp.float32
+        and w.dtype == jnp.float32
+        and w.shape[0] == w.shape[1]
+        and w.shape[0] % 2 == 1
+        and x.shape[-1] == w.shape[2]
+        and _placed_on_cpu()
+        and native.available()
+    )
+    if fused:
+        return _conv_bias_leaky(x, w, b, slope)
+    y = conv2d_same(x, w) + b
+    return jnp.where(y >= 0, y, slope * y)
+
+
+__all__ = ["conv2d_same", "conv2d_same_bias_leaky", "conv_general_dilated", "native_eligible"]

@@ -28,7 +28,12 @@ import warnings
 import jax
 
 SOURCE = pathlib.Path(__file__).with_name("conv_kernels.cc")
-TARGETS = ("resize_jax_conv_vec_out", "resize_jax_conv_vec_in", "resize_jax_conv_weight_grad")
+TARGETS = (
+    "resize_jax_conv_vec_out",
+    "resize_jax_conv_vec_out_bias_leaky",
+    "resize_jax_conv_vec_in",
+    "resize_jax_conv_weight_grad",
+)
 ENV_SWITCH = "RESIZE_JAX_NATIVE"
 _FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-Wno-return-type")
 

@@ -11,7 +11,8 @@
 // kernels never branch on borders:
 //   xpad: [B, H + K - 1, W + K - 1, CI]   w: [K, K, CI, CO]   out: [B, H, W, CO]
 // Three kernels cover forward, input gradient and weight gradient of such a convolution:
-//   conv_vec_out:   out = conv(xpad, w), vectorised over CO (CO % 16 == 0).
+//   conv_vec_out:   out = conv(xpad, w), vectorised over CO (CO % 16 == 0); its variant
+//                   conv_vec_out_bias_leaky adds a bias and applies a leaky ReLU on the way out.
 //   conv_vec_in:    out = conv(xpad, w), vectorised over CI (CI % 16 == 0, any CO);
 //                   w is passed as wt: [K, K, CO, CI].
 //   conv_weight_grad: dw[ky, kx, ci, co] = sum_{b,y,x} xpad[b, y+ky, x+kx, ci] g[b, y, x, co],
@@ -95,12 +96,20 @@ struct Geometry {
   int64_t padded_height() const { return height + k - 1; }
 };
 
+// Optional epilogue of conv_vec_out: out = leaky_relu(conv + bias, slope), applied to the
+// accumulators before they are stored, so the layer's output is written once instead of
+// being written, read and written again by a separate elementwise pass.
+struct Epilogue {
+  const float* bias = nullptr;  // [CO]; nullptr: no epilogue.
+  float slope = 1.f;
+};
+
 // ---- conv_vec_out -------------------------------------------------------------------------
 
 // One output row segment of XB pixels, one 16-channel block of outputs.
 template <int XB>
 inline void vec_out_block(const float* xrow0, const float* w, float* out,
-                          const Geometry& g, int64_t x0, int64_t cob) {
+                          const Geometry& g, const Epilogue& e, int64_t x0, int64_t cob) {
   const int64_t kci = g.k * g.ci;
   const int64_t row_stride = g.padded_width() * g.ci;
   v16 acc[XB];
@@ -113,19 +122,26 @@ inline void vec_out_block(const float* xrow0, const float* w, float* out,
       for (int j = 0; j < XB; ++j) acc[j] += xrow[j * g.ci + m] * wv;
     }
   }
+  if (e.bias != nullptr) {
+    const v16 bias = load(e.bias + cob);
+    for (int j = 0; j < XB; ++j) {
+      const v16 y = acc[j] + bias;
+      acc[j] = y >= 0 ? y : y * e.slope;
+    }
+  }
   for (int j = 0; j < XB; ++j) store(out + (x0 + j) * g.co + cob, acc[j]);
 }
 
 void conv_vec_out_row(const float* xpad, const float* w, float* out, const Geometry& g,
-                      int64_t b, int64_t y) {
+                      const Epilogue& e, int64_t b, int64_t y) {
   const float* xrow0 = xpad + (b * g.padded_height() + y) * g.padded_width() * g.ci;
   float* orow = out + (b * g.height + y) * g.width * g.co;
   constexpr int XB = 12;
   for (int64_t cob = 0; cob < g.co; cob += kLanes) {
     int64_t x = 0;
-    for (; x + XB <= g.width; x += XB) vec_out_block<XB>(xrow0, w, orow, g, x, cob);
-    for (; x + 4 <= g.width; x += 4) vec_out_block<4>(xrow0, w, orow, g, x, cob);
-    for (; x < g.width; ++x) vec_out_block<1>(xrow0, w, orow, g, x, cob);
+    for (; x + XB <= g.width; x += XB) vec_out_block<XB>(xrow0, w, orow, g, e, x, cob);
+    for (; x + 4 <= g.width; x += 4) vec_out_block<4>(xrow0, w, orow, g, e, x, cob);
+    for (; x < g.width; ++x) vec_out_block<1>(xrow0, w, orow, g, e, x, cob);
   }
 }
 
@@ -226,7 +242,8 @@ ffi::Error check_rank4(const ffi::AnyBuffer& buffer, const char* name) {
 
 // xpad: [B, H+K-1, W+K-1, CI]; weights: [K, K, CI, CO] (vec_out) or [K, K, CO, CI] (vec_in).
 ffi::Error Convolution(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer weights,
-                       ffi::Result<ffi::AnyBuffer> out, bool vectorise_input) {
+                       ffi::Result<ffi::AnyBuffer> out, bool vectorise_input,
+                       Epilogue epilogue = {}) {
   for (auto [buffer, name] : {std::pair{&xpad, "xpad"}, std::pair{&weights, "weights"}}) {
     if (auto error = check_rank4(*buffer, name); error.failure()) return error;
   }
@@ -251,7 +268,7 @@ ffi::Error Convolution(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer
     if (vectorise_input) {
       conv_vec_in_row(x, w, o, g, b, y);
     } else {
-      conv_vec_out_row(x, w, o, g, b, y);
+      conv_vec_out_row(x, w, o, g, epilogue, b, y);
     }
   });
   return ffi::Error::Success();
@@ -260,6 +277,21 @@ ffi::Error Convolution(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer
 ffi::Error ConvVecOut(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer weights,
                       ffi::Result<ffi::AnyBuffer> out) {
   return Convolution(pool, xpad, weights, out, /*vectorise_input=*/false);
+}
+
+// conv_vec_out followed by `+ bias` and a leaky ReLU with `slope`, in the same pass.
+ffi::Error ConvVecOutBiasLeaky(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer weights,
+                               ffi::AnyBuffer bias, ffi::Result<ffi::AnyBuffer> out,
+                               float slope) {
+  auto bd = bias.dimensions();
+  if (bias.element_type() != ffi::DataType::F32 || bd.size() != 1 ||
+      bd[0] != out->dimensions()[3]) {
+    return ffi::Error::InvalidArgument("bias must be f32[CO]");
+  }
+  Epilogue epilogue;
+  epilogue.bias = reinterpret_cast<const float*>(bias.untyped_data());
+  epilogue.slope = slope;
+  return Convolution(pool, xpad, weights, out, /*vectorise_input=*/false, epilogue);
 }
 
 ffi::Error ConvVecIn(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer weights_t,
@@ -327,6 +359,15 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_conv_vec_out, ConvVecOut,
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_conv_vec_out_bias_leaky, ConvVecOutBiasLeaky,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<float>("slope"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_conv_vec_in, ConvVecIn,
                               ffi::Ffi::Bind()
