@@ -370,3 +370,22 @@ def test_conv_leaky_module_is_nn_conv_then_leaky_relu():
         rtol=1e-5,
         atol=1e-5,
     )
+
+
+@needs_compiler
+def test_bias_leaky_fused_keeps_the_batch_split():
+    x, w, g = _random((8, 6, 10, 3), (5, 5, 3, 16))
+    b = jnp.linspace(-1.0, 1.0, 16)
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    xs = jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
+
+    def loss(w, b, x):
+        return jnp.sum(conv.conv2d_same_bias_leaky(x, w, b, 0.2) * g)
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    for ours, theirs in zip(grad(w, b, xs), jax.grad(loss, argnums=(0, 1))(w, b, x), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    compiled = grad.lower(w, b, xs).compile().as_text()
+    per_device = 8 // len(jax.devices())
+    assert "all-gather" not in compiled
+    assert f"f32[{per_device},6,10,16]{{3,2,1,0}} custom-call" in compiled
