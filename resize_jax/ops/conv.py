@@ -8,6 +8,10 @@ vectorised over those 16 channels; XLA:CPU runs the learned resizer's 3 -> 16 an
 layers at a fraction of that speed (README, Performance). Every other case, and every other
 backend, is XLA's convolution, so the function is a drop-in everywhere.
 
+`conv2d_same_bias_leaky(x, w, b, slope)` is `leaky_relu(conv2d_same(x, w) + b)` with the
+bias and activation applied inside the native forward kernel (the learned resizer's first
+two layers): the output is written once, not written, read back and written again.
+
 `conv_general_dilated` has `lax.conv_general_dilated`'s signature for `flax.linen.Conv`'s
 `conv_general_dilated` field: it routes the stride-1 SAME NHWC case to `conv2d_same` and
 passes everything else through unchanged.
@@ -349,19 +353,13 @@ def conv2d_same_bias_leaky(
     if b.shape != (w.shape[-1],):
         raise ValueError(f"`b` must be f[{w.shape[-1]}] to match `w` {w.shape}, got {b.shape}.")
     slope = float(negative_slope)
+    # The sign trick of the backward pass needs slope > 0; the kernel vectorises over CO.
     fused = (
         slope > 0
-        and w.shape[3] % _LANES == 0
-        and b.dtype == jnp.float32
-        and x.ndim == 4
         and w.ndim == 4
-        and x.dtype == jnp.float32
-        and w.dtype == jnp.float32
-        and w.shape[0] == w.shape[1]
-        and w.shape[0] % 2 == 1
-        and x.shape[-1] == w.shape[2]
-        and _placed_on_cpu()
-        and native.available()
+        and w.shape[-1] % _LANES == 0
+        and b.dtype == jnp.float32
+        and native_eligible(x, w)
     )
     if fused:
         return _conv_bias_leaky(x, w, b, slope)
