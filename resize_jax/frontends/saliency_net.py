@@ -25,6 +25,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from resize_jax.ops.conv import conv_general_dilated
+
 
 class SaliencyCNN(nn.Module):
     """images: f[B, h, w, C] → saliency logits f[B, h/s, w/s, 1], s the product of strides.
@@ -83,6 +85,8 @@ class SaliencyCNN(nn.Module):
                 use_bias=not self.batch_norm,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
+                # Native CPU kernels for the stride-1, undilated layers (ops/conv.py).
+                conv_general_dilated=conv_general_dilated,
                 name=f"conv{k}",
             )(x)
             if self.batch_norm:
