@@ -29,9 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
-from resize_jax.ops import native
 from resize_jax.ops.checks import check_choice, check_images, check_positive_int
-from resize_jax.ops.native.calls import batch_partitioned, map_when_vmapped, on_cpu, placed_on_cpu
 
 PADDING_MODES = ("border", "zeros")
 
@@ -150,54 +148,6 @@ def _sample_plain(images, grid, padding_mode: str) -> jnp.ndarray:
     return jax.vmap(functools.partial(_sample_one, padding_mode=padding_mode))(images, grid)
 
 
-def _xla_samples_and_slopes(images, grid, padding_mode: str):
-    return jax.vmap(functools.partial(_sample_and_slopes_one, padding_mode=padding_mode))(
-        images, grid
-    )
-
-
-# On CPU, the samples with their slopes (what the derivative with respect to the grid needs)
-# come from one native pass over the points (resize_jax.ops.native, grid_sample_kernels.cc)
-# instead of XLA fusions that each gather the corners again: batch 16, 224×224 samples of
-# 800×800 images, 3.1× faster (median of 7 paired rounds on 2 loaded cores; 2.3-3.9×). The
-# samples alone stay XLA's gather, which was as fast. Same arithmetic; where a caller
-# differentiates these values again (second order), the derivatives are the XLA version's.
-def _native_eligible(images: jnp.ndarray, grid: jnp.ndarray) -> bool:
-    return (
-        images.dtype == jnp.float32
-        and grid.dtype in (jnp.float32, jnp.bfloat16, jnp.float16)
-        and placed_on_cpu()
-        and native.available()
-    )
-
-
-@functools.cache
-def _native_samples_and_slopes(padding_mode: str):
-    xla_fn = functools.partial(_xla_samples_and_slopes, padding_mode=padding_mode)
-    zeros = np.int32(padding_mode == "zeros")
-
-    def ffi(images, grid):
-        result = jax.ShapeDtypeStruct((*grid.shape[:3], images.shape[-1]), jnp.float32)
-        call = jax.ffi.ffi_call("resize_jax_grid_sample_slopes", (result,) * 3)
-        return call(images, grid, zeros=zeros)
-
-    rule = "b h w c, b i j t -> b i j c, b i j c, b i j c"
-    native_fn = map_when_vmapped(batch_partitioned(ffi, rule, 2), fold_all=True)
-
-    @jax.custom_jvp
-    def op(images, grid):
-        return on_cpu(native_fn, xla_fn, images, grid)
-
-    op.defjvp(lambda primals, tangents: jax.jvp(xla_fn, primals, tangents))
-    return op
-
-
-def _sample_and_slopes(images, grid, padding_mode: str):
-    if _native_eligible(images, grid):
-        return _native_samples_and_slopes(padding_mode)(images, grid.astype(jnp.float32))
-    return _xla_samples_and_slopes(images, grid, padding_mode)
-
-
 # The derivative with respect to the grid is written by hand, as a JVP whose tangent is
 # assembled channel by channel: its transpose (the gradient) then sums over the channels with
 # a few adds. Autodiff's version reduces over the minor channel axis (3 for images) and
@@ -219,7 +169,9 @@ def _sample_batch_jvp(padding_mode: str, primals, tangents):
         out = _sample_plain(images, grid, padding_mode)
         tangent = None
     else:
-        out, slope_x, slope_y = _sample_and_slopes(images, grid, padding_mode)
+        out, slope_x, slope_y = jax.vmap(
+            functools.partial(_sample_and_slopes_one, padding_mode=padding_mode)
+        )(images, grid)
         d_x = d_grid[..., 0].astype(slope_x.dtype)
         d_y = d_grid[..., 1].astype(slope_y.dtype)
         channels = [slope_x[..., c] * d_x + slope_y[..., c] * d_y for c in range(out.shape[-1])]
