@@ -278,7 +278,7 @@ def test_build_goes_to_the_cache_directory(tmp_path):
     result = _run_isolated(_PROBE, {"RESIZE_JAX_CACHE": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert "available True sum 8112.0" in result.stdout
-    assert len(list(tmp_path.glob("conv_kernels-*.so"))) == 1
+    assert len(list(tmp_path.glob("native_kernels-*.so"))) == 1
 
 
 @needs_compiler

@@ -26,10 +26,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.experimental.custom_partitioning import custom_partitioning
-from jax.sharding import NamedSharding, PartitionSpec
 
 from resize_jax.ops import native
+from resize_jax.ops.native.calls import (
+    batch_partitioned,
+    map_when_vmapped,
+    on_cpu,
+    placed_on_cpu,
+)
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _LANES = 16
@@ -85,81 +89,20 @@ def _native_example_grads(x: jnp.ndarray, g: jnp.ndarray, w: jnp.ndarray) -> jnp
     return jnp.swapaxes(swapped[:, ::-1, ::-1], 3, 4)
 
 
-# Sharding: an opaque custom call makes the SPMD partitioner gather the whole batch onto every
-# device. These rules keep the batch split as it comes, with the spatial and channel axes
-# replicated (a convolution's halo needs whole images).
-
-
-def _batch_axes(shape) -> str | tuple[str, ...] | None:
-    spec = shape.sharding.spec
-    return spec[0] if len(spec) else None
-
-
-def _batch_partitioned(fn, sharding_rule: str, num_batched: int):
-    """fn(*args) with its first `num_batched` arguments and its result split over the batch
-    axis and the remaining arguments replicated."""
-    wrapped = custom_partitioning(fn)
-
-    def partition(mesh, arg_shapes, result_shape):
-        del result_shape
-        # Any batched operand may carry the split (propagation can leave one replicated).
-        axes = next((a for a in map(_batch_axes, arg_shapes[:num_batched]) if a), None)
-        batch = NamedSharding(mesh, PartitionSpec(axes))
-        replicated = NamedSharding(mesh, PartitionSpec())
-        shardings = (batch,) * num_batched + (replicated,) * (len(arg_shapes) - num_batched)
-        return mesh, fn, batch, shardings
-
-    def infer(mesh, arg_shapes, result_shape):
-        del result_shape
-        return NamedSharding(mesh, PartitionSpec(_batch_axes(arg_shapes[0])))
-
-    wrapped.def_partition(
-        partition=partition, infer_sharding_from_operands=infer, sharding_rule=sharding_rule
-    )
-    return wrapped
-
-
-def _map_when_vmapped(fn, fold_first: bool):
-    """fn under `jax.vmap` (custom_partitioning has no batching rule): one call per element
-    (`lax.map`), or with `fold_first` and only the first argument vmapped, one call with the
-    vmapped axis folded into the batch."""
-    wrapped = jax.custom_batching.custom_vmap(fn)
-
-    @wrapped.def_vmap
-    def _rule(axis_size, in_batched, *args):
-        if fold_first and in_batched[0] and not any(in_batched[1:]):
-            x, *rest = args
-            out = wrapped(x.reshape(-1, *x.shape[2:]), *rest)
-            return out.reshape(axis_size, x.shape[1], *out.shape[1:]), True
-
-        def one(i):
-            return wrapped(*(a[i] if b else a for a, b in zip(args, in_batched, strict=True)))
-
-        return lax.map(one, jnp.arange(axis_size)), True
-
-    return wrapped
-
-
-_forward_cpu = _map_when_vmapped(
-    _batch_partitioned(_native_forward, "b h w i, k l i o -> b h w o", 1), fold_first=True
+_forward_cpu = map_when_vmapped(
+    batch_partitioned(_native_forward, "b h w i, k l i o -> b h w o", 1), fold_first=True
 )
-_example_grads_cpu = _map_when_vmapped(
-    _batch_partitioned(_native_example_grads, "b h w i, b h w o, k l i o -> b k l i o", 2),
+_example_grads_cpu = map_when_vmapped(
+    batch_partitioned(_native_example_grads, "b h w i, b h w o, k l i o -> b k l i o", 2),
     fold_first=False,
 )
-
-
-def _on_cpu(native_fn, xla_fn, *args):
-    # Chosen when the computation is lowered: the same jitted function runs XLA's
-    # convolution when it is compiled for a GPU or TPU.
-    return lax.platform_dependent(*args, cpu=native_fn, default=xla_fn)
 
 
 def _forward(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     if w.shape[0] == 1:
         # A 1x1 layer is a matrix product; XLA's is as fast as a direct loop (memory-bound).
         return _xla_conv(x, w)
-    return _on_cpu(_forward_cpu, _xla_conv, x, w)
+    return on_cpu(_forward_cpu, _xla_conv, x, w)
 
 
 def _xla_weight_grad(x: jnp.ndarray, g: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
@@ -182,23 +125,13 @@ def _conv_native_bwd(residuals, g):
     dx = conv2d_same(g, jnp.swapaxes(w[::-1, ::-1], 2, 3))
     if x.shape[0] * w.size * 4 <= _PER_EXAMPLE_GRADIENT_BYTES:
         native_fn = lambda x, g, w: jnp.sum(_example_grads_cpu(x, g, w), axis=0)
-        dw = _on_cpu(native_fn, _xla_weight_grad, x, g, w)
+        dw = on_cpu(native_fn, _xla_weight_grad, x, g, w)
     else:
         dw = _xla_weight_grad(x, g, w)
     return dx, dw
 
 
 _conv_native.defvjp(_conv_native_fwd, _conv_native_bwd)
-
-
-def _placed_on_cpu() -> bool:
-    """Whether computations traced now default to a CPU (the default device, else the default
-    backend). Elsewhere the native kernels are not even looked up: a GPU or TPU host has no
-    use for them, nor for the C++ compiler that builds them."""
-    device = jax.config.jax_default_device
-    if device is not None:
-        return getattr(device, "platform", device) == "cpu"
-    return jax.default_backend() == "cpu"
 
 
 def native_eligible(x: jnp.ndarray, w: jnp.ndarray) -> bool:
@@ -212,7 +145,7 @@ def native_eligible(x: jnp.ndarray, w: jnp.ndarray) -> bool:
         and w.shape[0] % 2 == 1
         and x.shape[-1] == w.shape[2]
         and (w.shape[2] % _LANES == 0 or w.shape[3] % _LANES == 0)
-        and _placed_on_cpu()
+        and placed_on_cpu()
         and native.available()
     )
 
@@ -309,14 +242,14 @@ def _bias_leaky_cpu(slope: float):
         call = jax.ffi.ffi_call("resize_jax_conv_vec_out_bias_leaky", result)
         return call(_pad(x, size), w, b, slope=np.float32(slope))
 
-    return _map_when_vmapped(
-        _batch_partitioned(native, "b h w i, k l i o, o -> b h w o", 1), fold_first=True
+    return map_when_vmapped(
+        batch_partitioned(native, "b h w i, k l i o, o -> b h w o", 1), fold_first=True
     )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _conv_bias_leaky(x, w, b, slope):
-    return _on_cpu(_bias_leaky_cpu(slope), functools.partial(_xla_bias_leaky, slope=slope), x, w, b)
+    return on_cpu(_bias_leaky_cpu(slope), functools.partial(_xla_bias_leaky, slope=slope), x, w, b)
 
 
 def _conv_bias_leaky_fwd(x, w, b, slope):

@@ -29,7 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
+from resize_jax.ops import native
 from resize_jax.ops.checks import check_choice, check_images, check_positive_int
+from resize_jax.ops.native.calls import batch_partitioned, map_when_vmapped, on_cpu, placed_on_cpu
 
 PADDING_MODES = ("border", "zeros")
 
@@ -144,8 +146,69 @@ def _grid_sample(images: jnp.ndarray, grid: jnp.ndarray, padding_mode: str) -> j
     return _sample_batch(images, grid, padding_mode)
 
 
-def _sample_plain(images, grid, padding_mode: str) -> jnp.ndarray:
+def _xla_samples(images, grid, padding_mode: str) -> jnp.ndarray:
     return jax.vmap(functools.partial(_sample_one, padding_mode=padding_mode))(images, grid)
+
+
+def _xla_samples_and_slopes(images, grid, padding_mode: str):
+    return jax.vmap(functools.partial(_sample_and_slopes_one, padding_mode=padding_mode))(
+        images, grid
+    )
+
+
+# On CPU, the samples (and, for the derivative with respect to the grid, their slopes) come
+# from one native pass over the points (resize_jax.ops.native, grid_sample_kernels.cc) that
+# reads each point's four corners once, instead of XLA's gathers. Batch 16, 224×224 samples
+# of 800×800 images with a saliency grid, on 2 quiet cores, 7 paired rounds each (median,
+# range): the saliency grid + sampling forward 1.19× (1.01-1.49×) and 1.33× (1.00-1.46×)
+# the XLA version, forward + backward to the grid 1.19× (1.06-1.35×). Same arithmetic; where
+# a caller differentiates these values again (second order), the derivatives are the XLA
+# version's.
+def _native_eligible(images: jnp.ndarray, grid: jnp.ndarray) -> bool:
+    return (
+        images.dtype == jnp.float32
+        and grid.dtype in (jnp.float32, jnp.bfloat16, jnp.float16)
+        and placed_on_cpu()
+        and native.available()
+    )
+
+
+@functools.cache
+def _native_op(with_slopes: bool, padding_mode: str):
+    """(images, grid) -> samples, or (samples, slope_x, slope_y): the native kernel on CPU,
+    the XLA version elsewhere and for its derivatives."""
+    xla_fn = functools.partial(
+        _xla_samples_and_slopes if with_slopes else _xla_samples, padding_mode=padding_mode
+    )
+    target = "resize_jax_grid_sample_slopes" if with_slopes else "resize_jax_grid_sample"
+    zeros = np.int32(padding_mode == "zeros")
+
+    def ffi(images, grid):
+        result = jax.ShapeDtypeStruct((*grid.shape[:3], images.shape[-1]), jnp.float32)
+        call = jax.ffi.ffi_call(target, (result,) * 3 if with_slopes else result)
+        return call(images, grid, zeros=zeros)
+
+    rule = "b h w c, b i j t -> " + ("b i j c, b i j c, b i j c" if with_slopes else "b i j c")
+    native_fn = map_when_vmapped(batch_partitioned(ffi, rule, 2), fold_all=True)
+
+    @jax.custom_jvp
+    def op(images, grid):
+        return on_cpu(native_fn, xla_fn, images, grid)
+
+    op.defjvp(lambda primals, tangents: jax.jvp(xla_fn, primals, tangents))
+    return op
+
+
+def _sample_plain(images, grid, padding_mode: str) -> jnp.ndarray:
+    if _native_eligible(images, grid):
+        return _native_op(False, padding_mode)(images, grid.astype(jnp.float32))
+    return _xla_samples(images, grid, padding_mode)
+
+
+def _sample_and_slopes(images, grid, padding_mode: str):
+    if _native_eligible(images, grid):
+        return _native_op(True, padding_mode)(images, grid.astype(jnp.float32))
+    return _xla_samples_and_slopes(images, grid, padding_mode)
 
 
 # The derivative with respect to the grid is written by hand, as a JVP whose tangent is
@@ -169,15 +232,15 @@ def _sample_batch_jvp(padding_mode: str, primals, tangents):
         out = _sample_plain(images, grid, padding_mode)
         tangent = None
     else:
-        out, slope_x, slope_y = jax.vmap(
-            functools.partial(_sample_and_slopes_one, padding_mode=padding_mode)
-        )(images, grid)
+        out, slope_x, slope_y = _sample_and_slopes(images, grid, padding_mode)
         d_x = d_grid[..., 0].astype(slope_x.dtype)
         d_y = d_grid[..., 1].astype(slope_y.dtype)
         channels = [slope_x[..., c] * d_x + slope_y[..., c] * d_y for c in range(out.shape[-1])]
         tangent = jnp.stack(channels, axis=-1).astype(out.dtype)
     if not isinstance(d_images, SymbolicZero):
-        from_images = _sample_plain(d_images, grid, padding_mode)
+        # XLA's gather: reverse mode transposes this tangent into a scatter-add, and a custom
+        # call has no transpose.
+        from_images = _xla_samples(d_images, grid, padding_mode)
         tangent = from_images if tangent is None else tangent + from_images
     if tangent is None:
         tangent = jnp.zeros_like(out)

@@ -7,7 +7,8 @@ time keeps the package pure Python (one wheel for every platform) and lets the c
 the vector width of the machine that runs it, the way `torch.utils.cpp_extension.load` does.
 
 Without a compiler, or with `RESIZE_JAX_NATIVE=0`, `available()` is False and callers use
-XLA's own operations; nothing else changes. The kernels are in `conv_kernels.cc`.
+XLA's own operations; nothing else changes. The kernels are in `conv_kernels.cc`
+(convolutions) and `grid_sample_kernels.cc` (bilinear sampling).
 """
 
 from __future__ import annotations
@@ -27,12 +28,16 @@ import warnings
 
 import jax
 
-SOURCE = pathlib.Path(__file__).with_name("conv_kernels.cc")
+_HERE = pathlib.Path(__file__).parent
+SOURCES = (_HERE / "conv_kernels.cc", _HERE / "grid_sample_kernels.cc")
+HEADERS = (_HERE / "parallel_for.h",)
 TARGETS = (
     "resize_jax_conv_vec_out",
     "resize_jax_conv_vec_out_bias_leaky",
     "resize_jax_conv_vec_in",
     "resize_jax_conv_weight_grad",
+    "resize_jax_grid_sample",
+    "resize_jax_grid_sample_slopes",
 )
 ENV_SWITCH = "RESIZE_JAX_NATIVE"
 _FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-Wno-return-type")
@@ -73,10 +78,14 @@ def _compiler() -> str | None:
 
 def _library_path(compiler: str) -> pathlib.Path:
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), compiler.encode(), " ".join(_FLAGS).encode()):
+    for part in (
+        *(path.read_bytes() for path in (*SOURCES, *HEADERS)),
+        compiler.encode(),
+        " ".join(_FLAGS).encode(),
+    ):
         key.update(part)
     key.update(f"{jax.__version__}|{platform.machine()}|{platform.node()}".encode())
-    return _cache_dir() / f"conv_kernels-{key.hexdigest()[:16]}.so"
+    return _cache_dir() / f"native_kernels-{key.hexdigest()[:16]}.so"
 
 
 def _build(compiler: str, target: pathlib.Path) -> None:
@@ -86,7 +95,15 @@ def _build(compiler: str, target: pathlib.Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        command = [compiler, *_FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", tmp]
+        command = [
+            compiler,
+            *_FLAGS,
+            f"-I{jax.ffi.include_dir()}",
+            f"-I{_HERE}",
+            *map(str, SOURCES),
+            "-o",
+            tmp,
+        ]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"`{' '.join(command)}` failed:\n{result.stderr[-4000:]}")
@@ -101,7 +118,7 @@ def _load() -> bool:
     compiler = _compiler()
     if compiler is None:
         warnings.warn(
-            "resize_jax: no C++ compiler found (set $CXX); using XLA's convolutions on CPU.",
+            "resize_jax: no C++ compiler found (set $CXX); using XLA's operations on CPU.",
             stacklevel=3,
         )
         return False
@@ -116,7 +133,7 @@ def _load() -> bool:
             )
     except (OSError, RuntimeError, AttributeError) as error:
         warnings.warn(
-            f"resize_jax: native CPU kernels unavailable ({error}); using XLA's convolutions.",
+            f"resize_jax: native CPU kernels unavailable ({error}); using XLA's operations.",
             stacklevel=3,
         )
         return False
