@@ -159,3 +159,16 @@ def test_non_finite_coordinates_as_in_xla(padding_mode):
         want = gs._xla_samples_and_slopes(images, far, padding_mode)
         for got, expected in zip(native_fn(images, far), want, strict=True):
             np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_disabled_traces_anew_after_a_native_trace():
+    """The package's jitted helpers key their caches on the native switch: a FLOP count
+    under `native.disabled()` sees XLA's gathers even after the kernel was traced."""
+    images, grid = _inputs((2, 16, 16, 3), points=(8, 8))
+    grad = lambda g, i: jax.grad(lambda g: jnp.sum(ops.grid_sample(i, g)))(g)
+    for fn in (ops.grid_sample, lambda i, g: grad(g, i)):
+        assert "resize_jax_grid_sample" in _hlo(fn, images, grid)
+        with native.disabled():
+            text = _hlo(lambda i, g, fn=fn: fn(i, g), images, grid)
+        assert "resize_jax_grid_sample" not in text and "gather" in text
+        assert "resize_jax_grid_sample" in _hlo(lambda i, g, fn=fn: fn(i, g), images, grid)

@@ -141,7 +141,7 @@ def grid_sample(
 # Jitted apart from the checks: an eager call compiles once instead of op by op; inside an
 # outer jit it is inlined. Vmapped over the batch, so a batch axis sharded over devices
 # (explicit sharding) never enters the reshapes.
-@functools.partial(jax.jit, static_argnames="padding_mode")
+@native.jit(static_argnames="padding_mode")
 def _grid_sample(images: jnp.ndarray, grid: jnp.ndarray, padding_mode: str) -> jnp.ndarray:
     return _sample_batch(images, grid, padding_mode)
 

@@ -30,12 +30,11 @@ Cost: L gathers of the output's size, plus the pyramid (a third of the image's s
 
 from __future__ import annotations
 
-import functools
 import math
 
-import jax
 import jax.numpy as jnp
 
+from resize_jax.ops import native
 from resize_jax.ops.checks import check_choice, check_images, check_positive_int
 from resize_jax.ops.grid_sample import PADDING_MODES, check_grid, grid_sample
 from resize_jax.ops.resize import resize
@@ -136,7 +135,7 @@ def grid_sample_antialiased(
     return _grid_sample_antialiased(images, grid, padding_mode, int(num_levels))
 
 
-@functools.partial(jax.jit, static_argnames=("padding_mode", "num_levels"))
+@native.jit(static_argnames=("padding_mode", "num_levels"))
 def _grid_sample_antialiased(images, grid, padding_mode: str, num_levels: int):
     _, height, width, _ = images.shape
     grid = grid.astype(jnp.promote_types(grid.dtype, jnp.float32))

@@ -31,6 +31,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from resize_jax.ops import native
 from resize_jax.ops.checks import check_images, check_size_pair
 from resize_jax.ops.grid_sample import check_grid, clamp, grid_sample
 from resize_jax.ops.saliency import SeparableGrid, check_separable_grid
@@ -175,6 +176,6 @@ _warp_points_dense.defvjp(_warp_points_fwd, _warp_points_bwd)
 
 # Vmapped over the batch (as `invert_grid`), so a batch sharded over devices never enters
 # the broadcasts of a batch of one; jitted so an eager call compiles once.
-@functools.partial(jax.jit, static_argnums=(2,))
+@native.jit(static_argnums=(2,))
 def _warp_points_jit(grid, points, iterations):
     return jax.vmap(lambda g, p: _warp_points_dense(g[None], p[None], iterations)[0])(grid, points)

@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from resize_jax.ops import native
 from resize_jax.ops.checks import check_images, check_int, check_size_pair
 from resize_jax.ops.grid_sample import check_grid, clamp, grid_sample, identity_grid
 from resize_jax.ops.saliency import SeparableGrid, check_separable_grid, sample_separable
@@ -281,7 +282,7 @@ _invert_dense.defvjp(_invert_dense_fwd, _invert_dense_bwd)
 # Jitted (an eager call compiles once instead of op by op; inside an outer jit it is
 # inlined) and vmapped over the batch, so a batch axis sharded over devices (explicit
 # sharding) never enters the broadcasts and reshapes of a batch of one.
-@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+@native.jit(static_argnums=(1, 2, 3))
 def _invert_dense_jit(grid, height, width, iterations):
     return jax.vmap(lambda g: _invert_dense(g[None], height, width, iterations)[0])(grid)
 

@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import functools
 import hashlib
+import inspect
 import os
 import pathlib
 import platform
@@ -50,13 +51,47 @@ _LOCAL = threading.local()
 def disabled():
     """Trace with XLA's operations only, in this thread (e.g. for XLA's FLOP count, which
     cannot see into custom calls). Applies to functions traced inside the block; jit
-    caches, so wrap the function in a fresh lambda if it was traced before."""
+    caches, so wrap the function in a fresh lambda if it was traced before (the package's
+    own jitted helpers key their caches on this state: `jit` below)."""
     depth = getattr(_LOCAL, "disabled", 0)
     _LOCAL.disabled = depth + 1
     try:
         yield
     finally:
         _LOCAL.disabled = depth
+
+
+def trace_state() -> tuple[bool, bool]:
+    """What decides, at trace time, whether the native kernels may be used: (disabled in this
+    thread, enabled by the environment). Cheap; never builds or loads the kernels."""
+    return bool(getattr(_LOCAL, "disabled", 0)), enabled_by_environment()
+
+
+def jit(fn=None, **jit_kwargs):
+    """`jax.jit` whose trace cache also keys on `trace_state()`: for module-level jitted
+    functions whose body may take a native kernel, so a call under `disabled()` (or with
+    `RESIZE_JAX_NATIVE=0`) is traced anew instead of reusing a trace that took the kernels.
+    Use as `@native.jit(static_argnames=...)`; `static_argnums` work as in `jax.jit`."""
+    if fn is None:
+        return functools.partial(jit, **jit_kwargs)
+    names = jit_kwargs.pop("static_argnames", ())
+    names = (names,) if isinstance(names, str) else tuple(names)
+
+    def keyed(*args, _native_trace_state, **kwargs):
+        del _native_trace_state
+        return fn(*args, **kwargs)
+
+    # fn's own signature plus the key, so jit maps static_argnames and static_argnums.
+    signature = inspect.signature(fn)
+    key = inspect.Parameter("_native_trace_state", inspect.Parameter.KEYWORD_ONLY)
+    keyed.__signature__ = signature.replace(parameters=[*signature.parameters.values(), key])
+    keyed = jax.jit(keyed, static_argnames=(*names, "_native_trace_state"), **jit_kwargs)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        return keyed(*args, _native_trace_state=trace_state(), **kwargs)
+
+    return call
 
 
 def enabled_by_environment() -> bool:
