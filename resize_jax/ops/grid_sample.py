@@ -14,10 +14,11 @@ is *not* the half-pixel-centre `resize_jax.ops.resize`.
 
 Implementation: per image (vmapped over the batch), the four neighbours of every sample are
 read from the image flattened to `[H*W, C]` (one gather per corner), then mixed with bilinear
-weights.
-Autodiff then gives the gradient with respect to the grid from the gathered corners alone
-(no scatter), and the gradient with respect to the images as the gather's transpose, a
-scatter-add, which is only computed when the images need a gradient.
+weights. The gradient with respect to the grid comes from the gathered corners alone (no
+scatter, a hand-written JVP below), and the gradient with respect to the images as the
+gather's transpose, a scatter-add, which is only computed when the images need a gradient.
+On CPU, f32 images take a native kernel for the samples and for the grid's derivative (one
+pass over the points, `resize_jax.ops.native`); the arithmetic is the same.
 """
 
 from __future__ import annotations
