@@ -218,6 +218,8 @@ def test_every_documented_command_runs(tiny_run, tmp_path):
         checked[f"{page}: {command}"] = _check(command, tiny_run, tmp_path)
     assert "ran on the tiny run" in checked.values()
     assert any(r.startswith("--help") for r in checked.values())
+    evaluated = glob.glob(str(tiny_run / "mine" / "eval_*_step2.json"))
+    assert evaluated, "the documented evaluate command wrote no result"
 
 
 def test_the_tiny_run_keeps_class_names_and_pictures(tiny_run):
@@ -237,8 +239,6 @@ def test_the_tiny_run_keeps_class_names_and_pictures(tiny_run):
     # clu stores [width, height, encoded image, ...]: two pictures, of the input's size.
     values = record.tensor_proto.string_val
     assert values[0] == b"32" and values[1] == b"32" and len(values) == 4
-    evaluated = glob.glob(str(workdir / "eval_*_step2.json"))
-    assert evaluated, "the documented evaluate command wrote no result"
 
 
 def test_benchmark_commands(tmp_path):
