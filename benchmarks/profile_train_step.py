@@ -74,7 +74,8 @@ def main() -> None:
             trace = json.load(f)
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     # Names of the compiled computation's instructions: the events that are operations.
-    instructions = dict(re.findall(r"\n\s*(?:ROOT )?%([\w.-]+) = (\w+\[[^\]]*\])", hlo))
+    # A result is one shape or, for a call with several outputs, a tuple of shapes.
+    instructions = dict(re.findall(r"\n\s*(?:ROOT )?%([\w.-]+) = (\w+\[[^\]]*\]|\([^)]*\))", hlo))
     per_op = collections.Counter()
     for event in events:
         if event.get("ph") == "X" and event.get("name") in instructions:

@@ -159,15 +159,19 @@ class LearnedResizer(FrontEnd):
             param_dtype=self.param_dtype,
         )
         y = conv_leaky(n, 7, name="conv_in")(x)
-        y = conv_leaky(n, 1, name="conv_mix")(y)
         # resize(BN(y)), normalising after the resize: fewer passes over the large tensor.
+        # conv_mix hands over only what that needs (the resized output and its statistics),
+        # computed on CPU in the convolution's own pass (ops/conv_resized.py).
+        y = conv_leaky(n, 1, name="conv_mix")(
+            y, resize=ops.Resize(self.output_shape, self.method, self.antialias)
+        )
         y = ResizedBatchNorm(
             momentum=self.bn_momentum,
             epsilon=self.bn_epsilon,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="bn_in",
-        )(y, resize, use_running_average=not train)
+        )(y, None, use_running_average=not train)
 
         z = y
         for k in range(self.num_res_blocks):

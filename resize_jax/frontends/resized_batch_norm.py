@@ -13,6 +13,10 @@ through the resize's transpose and the two statistics only: on CPU the learned r
 `flax.linen.BatchNorm`'s (params `scale`, `bias`; batch_stats `mean`, `var`), with its
 semantics: float32 statistics with the fast variance E[x²] − E[x]², biased variance in the
 running average, no update while initialising. A test holds it to `nn.BatchNorm` then resize.
+
+The input may also come as `ops.conv_resized.ResizedFeatures`: the resized tensor and the two
+statistics already computed by the layer that produced x (`ConvLeaky(..., resize=...)`), so
+the large x is not read here at all.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import lax
 
+from resize_jax.ops.conv_resized import ResizedFeatures
+
 
 class ResizedBatchNorm(nn.Module):
     """`resize(nn.BatchNorm(...)(x))` with the normalisation applied after the resize.
@@ -33,7 +39,8 @@ class ResizedBatchNorm(nn.Module):
 
     `__call__(x, resize, *, use_running_average)`: x f[B, H, W, C]; `resize` any per-channel
     linear map whose weights sum to one (e.g. a partial of `ops.resize`) taking x to
-    f[B, h, w, C] → f[B, h, w, C].
+    f[B, h, w, C] → f[B, h, w, C]. Or x a `ResizedFeatures` (resize(x) and x's statistics) and
+    `resize` None.
     """
 
     momentum: float = 0.99
@@ -43,9 +50,19 @@ class ResizedBatchNorm(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x: jnp.ndarray, resize: Callable[[jnp.ndarray], jnp.ndarray], *, use_running_average
+        self,
+        x: jnp.ndarray | ResizedFeatures,
+        resize: Callable[[jnp.ndarray], jnp.ndarray] | None,
+        *,
+        use_running_average,
     ) -> jnp.ndarray:
-        features = (x.shape[-1],)
+        given = isinstance(x, ResizedFeatures)
+        if given == (resize is not None):
+            raise ValueError(
+                "`ResizedBatchNorm` takes an array `x` with a `resize`, or `ResizedFeatures` "
+                f"with `resize=None`; got {type(x).__name__} and resize={resize!r}."
+            )
+        features = (x.resized.shape[-1],) if given else (x.shape[-1],)
         ra_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
         ra_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
         scale = self.param("scale", nn.initializers.ones, features, self.param_dtype)
@@ -53,13 +70,17 @@ class ResizedBatchNorm(nn.Module):
         if use_running_average:
             mean, var = ra_mean.value, ra_var.value
         else:
-            stats_input = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-            axes = tuple(range(x.ndim - 1))
-            mean = jnp.mean(stats_input, axes)
-            var = jnp.maximum(0.0, jnp.mean(jnp.square(stats_input), axes) - jnp.square(mean))
+            if given:
+                mean, mean_of_squares = x.mean, x.mean_of_squares
+            else:
+                stats_input = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+                axes = tuple(range(x.ndim - 1))
+                mean = jnp.mean(stats_input, axes)
+                mean_of_squares = jnp.mean(jnp.square(stats_input), axes)
+            var = jnp.maximum(0.0, mean_of_squares - jnp.square(mean))
             if not self.is_initializing():
                 ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
                 ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
-        resized = resize(x)
+        resized = x.resized if given else resize(x)
         y = (resized - mean) * (lax.rsqrt(var + self.epsilon) * scale) + bias
         return jnp.asarray(y, self.dtype or jnp.result_type(resized, scale, bias))

@@ -1,6 +1,7 @@
 """Pure array functions (no Flax): jit-, vmap- and grad-safe, batch-first NHWC."""
 
 from resize_jax.ops.blur import blur_sigma, gaussian_blur, maybe_blur
+from resize_jax.ops.conv_resized import Resize, ResizedFeatures
 from resize_jax.ops.grid_sample import PADDING_MODES, grid_sample, identity_grid
 from resize_jax.ops.mipmap import grid_sample_antialiased, image_pyramid
 from resize_jax.ops.points import grid_to_pixels, pixels_to_grid, unwarp_points, warp_points
@@ -20,6 +21,8 @@ __all__ = [
     "MAP_PAD_MODES",
     "METHODS",
     "PADDING_MODES",
+    "Resize",
+    "ResizedFeatures",
     "SeparableGrid",
     "blur_sigma",
     "gaussian_blur",

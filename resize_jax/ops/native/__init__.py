@@ -35,6 +35,7 @@ HEADERS = (_HERE / "parallel_for.h",)
 TARGETS = (
     "resize_jax_conv_vec_out",
     "resize_jax_conv_vec_out_bias_leaky",
+    "resize_jax_conv_vec_out_bias_leaky_resized",
     "resize_jax_conv_vec_in",
     "resize_jax_conv_weight_grad",
     "resize_jax_grid_sample",

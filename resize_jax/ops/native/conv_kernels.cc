@@ -12,7 +12,9 @@
 //   xpad: [B, H + K - 1, W + K - 1, CI]   w: [K, K, CI, CO]   out: [B, H, W, CO]
 // Three kernels cover forward, input gradient and weight gradient of such a convolution:
 //   conv_vec_out:   out = conv(xpad, w), vectorised over CO (CO % 16 == 0); its variant
-//                   conv_vec_out_bias_leaky adds a bias and applies a leaky ReLU on the way out.
+//                   conv_vec_out_bias_leaky adds a bias and applies a leaky ReLU on the way out,
+//                   and conv_vec_out_bias_leaky_resized also emits that output resized by an
+//                   integer factor and its per-channel sums and sums of squares.
 //   conv_vec_in:    out = conv(xpad, w), vectorised over CI (CI % 16 == 0, any CO);
 //                   w is passed as wt: [K, K, CO, CI].
 //   conv_weight_grad: dw[ky, kx, ci, co] = sum_{b,y,x} xpad[b, y+ky, x+kx, ci] g[b, y, x, co],
@@ -105,6 +107,54 @@ void conv_vec_out_row(const float* xpad, const float* w, float* out, const Geome
     for (; x + XB <= g.width; x += XB) vec_out_block<XB>(xrow0, w, orow, g, e, x, cob);
     for (; x + 4 <= g.width; x += 4) vec_out_block<4>(xrow0, w, orow, g, e, x, cob);
     for (; x < g.width; ++x) vec_out_block<1>(xrow0, w, orow, g, e, x, cob);
+  }
+}
+
+// ---- conv_vec_out_bias_leaky_resized ----------------------------------------------------
+
+// One axis of a resize by an integer factor, as a regular band of taps: output o reads the
+// `taps` inputs from stride * o + start, weighted by weights[tap * out + o]. With
+// 0 <= start and start + taps <= stride, output o reads only inside its own block of `stride`
+// inputs, so one task owns a block of rows from the convolution to the resize.
+struct Band {
+  int64_t start, stride, taps, out;
+  const float* weights;  // [taps, out]
+  float weight(int64_t tap, int64_t o) const { return weights[tap * out + o]; }
+};
+
+// Task (b, oy): the convolution's rows [stride_y * oy, stride_y * (oy + 1)) with the epilogue,
+// their per-channel sums and sums of squares into moments[b, oy, 0 | 1, :], and row oy of the
+// resize into resized[b, oy]. The block's rows are read back while still in cache, so the
+// full-resolution output is written once and never re-read by this layer.
+void resized_block(const float* xpad, const float* w, float* out, float* resized,
+                   float* moments, const Geometry& g, const Epilogue& e, const Band& by,
+                   const Band& bx, int64_t b, int64_t oy) {
+  const int64_t first = oy * by.stride;
+  for (int64_t y = first; y < first + by.stride; ++y) conv_vec_out_row(xpad, w, out, g, e, b, y);
+  const float* block = out + (b * g.height + first) * g.width * g.co;
+  float* m = moments + ((b * by.out + oy) * 2) * g.co;
+  float* r = resized + (b * by.out + oy) * bx.out * g.co;
+  for (int64_t cob = 0; cob < g.co; cob += kLanes) {
+    v16 sum{}, sum_sq{};
+    for (int64_t i = 0; i < by.stride * g.width; ++i) {
+      const v16 v = load(block + i * g.co + cob);
+      sum += v;
+      sum_sq += v * v;
+    }
+    store(m + cob, sum);
+    store(m + g.co + cob, sum_sq);
+    for (int64_t ox = 0; ox < bx.out; ++ox) {
+      v16 acc{};
+      for (int64_t ty = 0; ty < by.taps; ++ty) {
+        const float* row = block + (by.start + ty) * g.width * g.co;
+        v16 line{};
+        for (int64_t tx = 0; tx < bx.taps; ++tx) {
+          line += bx.weight(tx, ox) * load(row + (ox * bx.stride + bx.start + tx) * g.co + cob);
+        }
+        acc += by.weight(ty, oy) * line;
+      }
+      store(r + ox * g.co + cob, acc);
+    }
   }
 }
 
@@ -257,6 +307,66 @@ ffi::Error ConvVecOutBiasLeaky(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::A
   return Convolution(pool, xpad, weights, out, /*vectorise_input=*/false, epilogue);
 }
 
+// conv_vec_out_bias_leaky, plus the output resized along each axis by a Band (weights
+// wy: [Ky, H / stride_y], wx: [Kx, W / stride_x]) and its per-(example, resized row) channel
+// sums and sums of squares: moments [B, H / stride_y, 2, CO].
+ffi::Error ConvVecOutBiasLeakyResized(ffi::ThreadPool pool, ffi::AnyBuffer xpad,
+                                      ffi::AnyBuffer weights, ffi::AnyBuffer bias,
+                                      ffi::AnyBuffer wy, ffi::AnyBuffer wx,
+                                      ffi::Result<ffi::AnyBuffer> out,
+                                      ffi::Result<ffi::AnyBuffer> resized,
+                                      ffi::Result<ffi::AnyBuffer> moments, float slope,
+                                      int64_t start_y, int64_t stride_y, int64_t start_x,
+                                      int64_t stride_x) {
+  for (auto [buffer, name] : {std::pair{&xpad, "xpad"}, std::pair{&weights, "weights"}}) {
+    if (auto error = check_rank4(*buffer, name); error.failure()) return error;
+  }
+  auto xd = xpad.dimensions();
+  auto wd = weights.dimensions();
+  auto od = out->dimensions();
+  auto rd = resized->dimensions();
+  auto md = moments->dimensions();
+  auto yd = wy.dimensions();
+  auto xwd = wx.dimensions();
+  Geometry g{od[0], od[1], od[2], wd[0], xd[3], od[3]};
+  if (wd[1] != g.k || wd[2] != g.ci || wd[3] != g.co || xd[0] != g.batch ||
+      xd[1] != g.padded_height() || xd[2] != g.padded_width() || g.co % kLanes != 0) {
+    return ffi::Error::InvalidArgument("inconsistent convolution shapes");
+  }
+  if (bias.element_type() != ffi::DataType::F32 || bias.dimensions().size() != 1 ||
+      bias.dimensions()[0] != g.co) {
+    return ffi::Error::InvalidArgument("bias must be f32[CO]");
+  }
+  if (wy.element_type() != ffi::DataType::F32 || wx.element_type() != ffi::DataType::F32 ||
+      yd.size() != 2 || xwd.size() != 2 || rd.size() != 4 || md.size() != 4) {
+    return ffi::Error::InvalidArgument("resize weights must be f32[K, out]");
+  }
+  Band by{start_y, stride_y, yd[0], yd[1], reinterpret_cast<const float*>(wy.untyped_data())};
+  Band bx{start_x, stride_x, xwd[0], xwd[1], reinterpret_cast<const float*>(wx.untyped_data())};
+  for (auto [band, size] : {std::pair{&by, g.height}, std::pair{&bx, g.width}}) {
+    if (band->stride < 1 || band->start < 0 || band->start + band->taps > band->stride ||
+        band->stride * band->out != size) {
+      return ffi::Error::InvalidArgument("resize band must stay inside each block of inputs");
+    }
+  }
+  if (rd[0] != g.batch || rd[1] != by.out || rd[2] != bx.out || rd[3] != g.co ||
+      md[0] != g.batch || md[1] != by.out || md[2] != 2 || md[3] != g.co) {
+    return ffi::Error::InvalidArgument("inconsistent resized or moments shapes");
+  }
+  Epilogue epilogue;
+  epilogue.bias = reinterpret_cast<const float*>(bias.untyped_data());
+  epilogue.slope = slope;
+  const float* x = reinterpret_cast<const float*>(xpad.untyped_data());
+  const float* w = reinterpret_cast<const float*>(weights.untyped_data());
+  float* o = reinterpret_cast<float*>(out->untyped_data());
+  float* r = reinterpret_cast<float*>(resized->untyped_data());
+  float* m = reinterpret_cast<float*>(moments->untyped_data());
+  parallel_for(pool, g.batch * by.out, [&](int64_t task) {
+    resized_block(x, w, o, r, m, g, epilogue, by, bx, task / by.out, task % by.out);
+  });
+  return ffi::Error::Success();
+}
+
 ffi::Error ConvVecIn(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer weights_t,
                      ffi::Result<ffi::AnyBuffer> out) {
   return Convolution(pool, xpad, weights_t, out, /*vectorise_input=*/true);
@@ -331,6 +441,24 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_conv_vec_out_bias_leaky, ConvVecOutBias
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>()
                                   .Attr<float>("slope"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_conv_vec_out_bias_leaky_resized,
+                              ConvVecOutBiasLeakyResized,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<float>("slope")
+                                  .Attr<int64_t>("start_y")
+                                  .Attr<int64_t>("stride_y")
+                                  .Attr<int64_t>("start_x")
+                                  .Attr<int64_t>("stride_x"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_conv_vec_in, ConvVecIn,
                               ffi::Ffi::Bind()
