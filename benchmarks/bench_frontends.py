@@ -80,6 +80,14 @@ def _parse_args(argv=None):
     p.add_argument("--reps", type=int, default=5, help="timed calls per round (median)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
     p.add_argument("--threads", type=int, default=None, help="pin both sides to N CPUs")
+    p.add_argument(
+        "--allocator",
+        choices=("retain", "system"),
+        default="retain",
+        help="'retain' (default): both sides keep freed memory instead of page-faulting it "
+        "back at every step (resize_jax.cpu_memory here, the same glibc settings through "
+        "GLIBC_TUNABLES in the reference's processes); 'system': glibc's defaults on both sides",
+    )
     p.add_argument("--out", default="benchmarks/results", help="directory for the results")
     return p.parse_args(argv)
 
@@ -88,6 +96,11 @@ ARGS = _parse_args() if __name__ == "__main__" else None
 if ARGS is not None and ARGS.threads:
     # Before JAX starts: XLA sizes its CPU thread pool from the affinity mask.
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: ARGS.threads])
+if ARGS is not None and ARGS.allocator == "retain":
+    # Before the first computation: a thread that has allocated keeps its arena.
+    from resize_jax import cpu_memory
+
+    cpu_memory.retain_freed_memory()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -272,8 +285,13 @@ def reference_command(python, script, case_args, setting, threads, reps, warmup)
     return cmd + (["--compile"] if extra == "compile" else [])
 
 
-def run_reference(cmd):
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+def run_reference(cmd, allocator="system"):
+    env = dict(os.environ)
+    if allocator == "retain":
+        from resize_jax import cpu_memory
+
+        env["GLIBC_TUNABLES"] = cpu_memory.GLIBC_TUNABLES
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
         return {"error": tail[0] if tail else f"exit {done.returncode}"}
@@ -350,7 +368,7 @@ def main(args):
                         args.reps,
                         args.warmup,
                     )
-                    result = run_reference(cmd)
+                    result = run_reference(cmd, args.allocator)
                     rounds[name]["reference"][setting].append(result)
                     print(
                         f"round {r + 1}/{args.rounds} {name} reference {setting}: "
@@ -425,6 +443,7 @@ def main(args):
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "reference": reference,
         "reference_settings": settings,
+        "allocator": args.allocator,
     }
     table = format_table(results, meta)
     out = Path(args.out)
@@ -444,7 +463,8 @@ def format_table(results, meta):
     lines = [
         f"{meta['backend']} ({meta['device']}), {meta['threads']} threads, jax {meta['jax']}; "
         f"f32 matmul rate {meta['matmul_gflop_per_s']:.1f} GFLOP/s; medians of "
-        f"{meta['rounds']} rounds × {meta['reps']} reps.",
+        f"{meta['rounds']} rounds × {meta['reps']} reps; "
+        f"allocator: {meta.get('allocator', 'system')} (both sides).",
         "",
         "| case | batch, in→out | measure | img/s | reference img/s (fastest setting) | ratio "
         "(rounds) | GFLOP/img | GFLOP/s | % matmul | peak MiB | reference peak MiB |",

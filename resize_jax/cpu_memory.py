@@ -15,8 +15,8 @@ faster (docs/performance.md).
 process's resident memory stays at its peak (the trade GPU caching allocators make), and
 threads that allocate concurrently share one lock, which input pipelines with many threads
 may feel. Call it once, first thing: a thread that has already allocated keeps its arena.
-It is the same as starting the process with
-`GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647`.
+It is the same as starting the process with `GLIBC_TUNABLES` set to `GLIBC_TUNABLES` below
+(for a process that is not Python, e.g. a benchmark's reference in another framework).
 """
 
 from __future__ import annotations
@@ -32,6 +32,14 @@ _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
 # mallopt takes an int.
 _TRIM_THRESHOLD = 2**31 - 1
+# The same settings for a process's environment, read by glibc when the process starts.
+GLIBC_TUNABLES = ":".join(
+    (
+        "glibc.malloc.arena_max=1",
+        "glibc.malloc.mmap_max=0",
+        f"glibc.malloc.trim_threshold={_TRIM_THRESHOLD}",
+    )
+)
 
 
 @functools.cache
@@ -50,4 +58,4 @@ def retain_freed_memory() -> bool:
     return all(libc.mallopt(option, value) == 1 for option, value in options)
 
 
-__all__ = ["retain_freed_memory"]
+__all__ = ["GLIBC_TUNABLES", "retain_freed_memory"]
