@@ -1,6 +1,7 @@
 """Where the learned resizer's train step spends its time, operation by operation (CPU).
 
     python benchmarks/profile_train_step.py [--threads 2] [--batch 8] [--size 448] [--top 15]
+        [--allocator retain|system]
 
 Traces `--steps` jitted train steps (forward, backward, BatchNorm update; no optimizer) of
 `LearnedResizer` at `--size`² → (`--size` / 2)² with `jax.profiler`, sums the time of every
@@ -27,10 +28,22 @@ PARSER.add_argument("--batch", type=int, default=8)
 PARSER.add_argument("--size", type=int, default=448, help="input side; the output is half")
 PARSER.add_argument("--steps", type=int, default=3, help="traced train steps")
 PARSER.add_argument("--top", type=int, default=15, help="operations listed")
+PARSER.add_argument(
+    "--allocator",
+    choices=("retain", "system"),
+    default="retain",
+    help="'retain' (default): resize_jax.cpu_memory.retain_freed_memory(); 'system': glibc's "
+    "defaults, under which the operations that first touch each step's fresh buffers also "
+    "carry the kernel's page-fault time",
+)
 ARGS = PARSER.parse_args()
 if ARGS.threads:
     # Before JAX starts: XLA sizes its CPU thread pool from the affinity mask.
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: ARGS.threads])
+if ARGS.allocator == "retain":
+    from resize_jax import cpu_memory
+
+    cpu_memory.retain_freed_memory()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

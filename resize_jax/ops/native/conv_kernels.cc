@@ -232,14 +232,30 @@ void wgrad_row(const float* xpad, const float* grad, float* dw, const Geometry& 
   const int64_t row_stride = g.padded_width() * g.ci;
   const float* xrow0 = xpad + (b * g.padded_height() + y) * row_stride;
   const float* grow = grad + (b * g.height + y) * g.width * g.co;
-  constexpr int MB = 24;
   for (int64_t cob = 0; cob < g.co; cob += kLanes) {
     for (int64_t ky = 0; ky < g.k; ++ky) {
       const float* xrow = xrow0 + ky * row_stride;
-      int64_t m = 0;
-      for (; m + MB <= kci; m += MB) wgrad_block<MB>(xrow, grow, dw, g, ky, m, cob);
-      for (; m + 4 <= kci; m += 4) wgrad_block<4>(xrow, grow, dw, g, ky, m, cob);
-      for (; m < kci; ++m) wgrad_block<1>(xrow, grow, dw, g, ky, m, cob);
+      // Blocks of up to 24 taps, each an independent FMA chain. The sizes include the
+      // resizer's K * CI = 21 (7x7 over 3 channels) and 16 (1x1 over 16): cut into blocks of
+      // 4, those rows had too few chains in flight to hide the FMA latency.
+      for (int64_t m = 0; m < kci;) {
+        const int64_t left = kci - m;
+        if (left >= 24) {
+          wgrad_block<24>(xrow, grow, dw, g, ky, m, cob), m += 24;
+        } else if (left >= 21) {
+          wgrad_block<21>(xrow, grow, dw, g, ky, m, cob), m += 21;
+        } else if (left >= 16) {
+          wgrad_block<16>(xrow, grow, dw, g, ky, m, cob), m += 16;
+        } else if (left >= 12) {
+          wgrad_block<12>(xrow, grow, dw, g, ky, m, cob), m += 12;
+        } else if (left >= 8) {
+          wgrad_block<8>(xrow, grow, dw, g, ky, m, cob), m += 8;
+        } else if (left >= 4) {
+          wgrad_block<4>(xrow, grow, dw, g, ky, m, cob), m += 4;
+        } else {
+          wgrad_block<1>(xrow, grow, dw, g, ky, m, cob), m += 1;
+        }
+      }
     }
   }
 }
