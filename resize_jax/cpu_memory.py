@@ -6,8 +6,9 @@ afterwards. glibc's allocator returns large blocks to the kernel (blocks above 3
 free pages), so the next step touches fresh pages and the kernel zero-fills each 4 KiB page
 on first touch. In the learned resizer's train step (batch 8, 448² → 224², 2 CPU threads)
 that was about 139,000 page faults (545 MiB) per step and a quarter of the process's CPU
-time spent in the kernel; with `retain_freed_memory()` none, and the step about a fifth
-faster (docs/performance.md).
+time spent in the kernel; with `retain_freed_memory()` none in most steps, and the step
+about a fifth faster (docs/performance.md). (An occasional step still faults its buffers in
+again: glibc gives memory back in ways these options do not cover.)
 
 `retain_freed_memory()` sets three glibc options (`mallopt`): every block comes from the heap
 (`M_MMAP_MAX` 0), up to 2 GiB of free memory at the top of the heap stays mapped
