@@ -7,9 +7,8 @@ dtype promotion, through `ops.conv.conv2d_same_bias_leaky`: on CPU with the nati
 the bias and the activation are applied inside the convolution, so the layer's output is
 written once, and the backward pass reads that output instead of a stored pre-activation.
 
-`__call__(x, resize=spec)` returns the output as `ResizedFeatures` instead (`spec(y)` and y's
-per-channel mean and mean square, `ops.conv_resized`): for a layer followed only by a resize
-and a BatchNorm, which on CPU then reads its own output while it is still in cache.
+`ConvLeakyWeights` creates the same variables without applying the layer, for a caller that
+runs it fused with the next one (the learned resizer's head, `ops.conv_head`).
 """
 
 from __future__ import annotations
@@ -21,14 +20,23 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
 from resize_jax.ops.conv import conv2d_same_bias_leaky
-from resize_jax.ops.conv_resized import Resize, ResizedFeatures, conv2d_same_bias_leaky_resized
+
+
+def _weights(module: nn.Module, features: int, kernel_size: int, in_channels: int, dtype):
+    kernel = module.param(
+        "kernel",
+        nn.initializers.lecun_normal(),
+        (kernel_size, kernel_size, in_channels, features),
+        dtype,
+    )
+    bias = module.param("bias", nn.initializers.zeros, (features,), dtype)
+    return kernel, bias
 
 
 class ConvLeaky(nn.Module):
     """Conv (odd square kernel, stride 1, SAME, bias) then leaky ReLU.
 
-    `__call__(x)`: x f[B, H, W, C] → f[B, H, W, features]; `__call__(x, resize=spec)` →
-    `ResizedFeatures` of that output.
+    `__call__(x)`: x f[B, H, W, C] → f[B, H, W, features].
     """
 
     features: int
@@ -38,18 +46,24 @@ class ConvLeaky(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(
-        self, x: jnp.ndarray, resize: Resize | None = None
-    ) -> jnp.ndarray | ResizedFeatures:
-        k = self.kernel_size
-        kernel = self.param(
-            "kernel",
-            nn.initializers.lecun_normal(),
-            (k, k, x.shape[-1], self.features),
-            self.param_dtype,
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        kernel, bias = _weights(
+            self, self.features, self.kernel_size, x.shape[-1], self.param_dtype
         )
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
         x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
-        if resize is not None:
-            return conv2d_same_bias_leaky_resized(x, kernel, bias, self.negative_slope, resize)
         return conv2d_same_bias_leaky(x, kernel, bias, self.negative_slope)
+
+
+class ConvLeakyWeights(nn.Module):
+    """`ConvLeaky`'s variables (same names, shapes, initialisers), not applied.
+
+    `__call__(in_channels)` → (kernel f[k, k, in_channels, features], bias f[features]).
+    """
+
+    features: int
+    kernel_size: int
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, in_channels: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+        return _weights(self, self.features, self.kernel_size, in_channels, self.param_dtype)

@@ -19,10 +19,11 @@ from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
 
 from resize_jax import ops
 from resize_jax.frontends.base import FrontEnd, keep_checked, resolve_renamed_fields
-from resize_jax.frontends.conv_leaky import ConvLeaky
+from resize_jax.frontends.conv_leaky import ConvLeakyWeights
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.frontends.resized_batch_norm import ResizedBatchNorm
 from resize_jax.models.common import ModuleDef, norm_def
@@ -35,6 +36,7 @@ from resize_jax.ops.checks import (
     check_size_pair,
 )
 from resize_jax.ops.conv import conv_general_dilated
+from resize_jax.ops.conv_head import leaky_head_resized
 
 
 class ResidualBlock(nn.Module):
@@ -151,19 +153,20 @@ class LearnedResizer(FrontEnd):
         x = images.astype(self.dtype)
 
         skip = resize(x)
-        # conv + bias + LeakyReLU in one pass on CPU (conv_leaky.py); nn.Conv's variables.
-        conv_leaky = functools.partial(
-            ConvLeaky,
-            negative_slope=self.negative_slope,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
-        y = conv_leaky(n, 7, name="conv_in")(x)
-        # resize(BN(y)), normalising after the resize: fewer passes over the large tensor.
-        # conv_mix hands over only what that needs (the resized output and its statistics),
-        # computed on CPU in the convolution's own pass (ops/conv_resized.py).
-        y = conv_leaky(n, 1, name="conv_mix")(
-            y, resize=ops.Resize(self.output_shape, self.method, self.antialias)
+        # conv_in and conv_mix (conv + bias + LeakyReLU each, nn.Conv's variables), then
+        # resize(BN(y)) normalising after the resize: the head hands over only what that
+        # needs, the resized features and their statistics, and on CPU computes them without
+        # writing the full-resolution features at all in inference (ops/conv_head.py).
+        weights = functools.partial(ConvLeakyWeights, param_dtype=self.param_dtype)
+        first = weights(n, 7, name="conv_in")(channels)
+        second = weights(n, 1, name="conv_mix")(n)
+        x_head, *head_weights = promote_dtype(x, *first, *second, dtype=self.dtype)
+        y = leaky_head_resized(
+            x_head,
+            tuple(head_weights[:2]),
+            tuple(head_weights[2:]),
+            self.negative_slope,
+            ops.Resize(self.output_shape, self.method, self.antialias),
         )
         y = ResizedBatchNorm(
             momentum=self.bn_momentum,

@@ -15,8 +15,8 @@ semantics: float32 statistics with the fast variance E[x²] − E[x]², biased v
 running average, no update while initialising. A test holds it to `nn.BatchNorm` then resize.
 
 The input may also come as `ops.conv_resized.ResizedFeatures`: the resized tensor and the two
-statistics already computed by the layer that produced x (`ConvLeaky(..., resize=...)`), so
-the large x is not read here at all.
+statistics already computed by the layers that produced x (`ops.conv_resized`,
+`ops.conv_head`), so the large x is not read here at all.
 """
 
 from __future__ import annotations

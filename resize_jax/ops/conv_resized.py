@@ -75,6 +75,17 @@ def block_band(in_size: int, out_size: int, method: str, antialias: bool) -> Tap
     return taps
 
 
+def checked_resize(spec) -> Resize:
+    """`spec` with its output shape as Python ints, or an error naming the bad field."""
+    if not isinstance(spec, Resize):
+        raise TypeError(f"`spec` must be an ops.Resize, got {type(spec).__name__}.")
+    return Resize(
+        check_size_pair(spec.output_shape, "spec.output_shape"),
+        check_choice(spec.method, "spec.method", METHODS),
+        check_bool(spec.antialias, "spec.antialias"),
+    )
+
+
 def _composition(x, w, b, slope: float, spec: Resize) -> ResizedFeatures:
     y = conv2d_same_bias_leaky(x, w, b, slope)
     stats = y.astype(jnp.promote_types(y.dtype, jnp.float32))
@@ -207,13 +218,7 @@ def conv2d_same_bias_leaky_resized(
       `ResizedFeatures(resized f[B, out_h, out_w, CO], mean f32[CO], mean_of_squares f32[CO])`,
       differentiable in x, w and b (reverse mode).
     """
-    if not isinstance(spec, Resize):
-        raise TypeError(f"`spec` must be an ops.Resize, got {type(spec).__name__}.")
-    spec = Resize(
-        check_size_pair(spec.output_shape, "spec.output_shape"),
-        check_choice(spec.method, "spec.method", METHODS),
-        check_bool(spec.antialias, "spec.antialias"),
-    )
+    spec = checked_resize(spec)
     if b.shape != (w.shape[-1],):
         raise ValueError(f"`b` must be f[{w.shape[-1]}] to match `w` {w.shape}, got {b.shape}.")
     if fused_eligible(x, w, b, negative_slope, spec):

@@ -97,10 +97,9 @@ inline void vec_out_block(const float* xrow0, const float* w, float* out,
   for (int j = 0; j < XB; ++j) store(out + (x0 + j) * g.co + cob, acc[j]);
 }
 
-void conv_vec_out_row(const float* xpad, const float* w, float* out, const Geometry& g,
-                      const Epilogue& e, int64_t b, int64_t y) {
-  const float* xrow0 = xpad + (b * g.padded_height() + y) * g.padded_width() * g.ci;
-  float* orow = out + (b * g.height + y) * g.width * g.co;
+// One output row: xrow0 is the first of the K padded input rows it reads, orow the row.
+void conv_vec_out_row(const float* xrow0, const float* w, float* orow, const Geometry& g,
+                      const Epilogue& e) {
   constexpr int XB = 12;
   for (int64_t cob = 0; cob < g.co; cob += kLanes) {
     int64_t x = 0;
@@ -122,40 +121,71 @@ struct Band {
   float weight(int64_t tap, int64_t o) const { return weights[tap * out + o]; }
 };
 
-// Task (b, oy): the convolution's rows [stride_y * oy, stride_y * (oy + 1)) with the epilogue,
-// their per-channel sums and sums of squares into moments[b, oy, 0 | 1, :], and row oy of the
-// resize into resized[b, oy]. The block's rows are read back while still in cache, so the
-// full-resolution output is written once and never re-read by this layer.
-void resized_block(const float* xpad, const float* w, float* out, float* resized,
-                   float* moments, const Geometry& g, const Epilogue& e, const Band& by,
-                   const Band& bx, int64_t b, int64_t oy) {
-  const int64_t first = oy * by.stride;
-  for (int64_t y = first; y < first + by.stride; ++y) conv_vec_out_row(xpad, w, out, g, e, b, y);
-  const float* block = out + (b * g.height + first) * g.width * g.co;
-  float* m = moments + ((b * by.out + oy) * 2) * g.co;
-  float* r = resized + (b * by.out + oy) * bx.out * g.co;
-  for (int64_t cob = 0; cob < g.co; cob += kLanes) {
+// The block of `by.stride` output rows [stride_y * oy, stride_y * (oy + 1)), f[rows, W, CO]:
+// its per-channel sums and sums of squares into m[0 | 1, :] and row oy of the resize into r.
+// Read while the block is still in cache, so the block is never re-read from memory.
+void reduce_and_resize_block(const float* block, float* m, float* r, int64_t width,
+                             int64_t channels, const Band& by, const Band& bx, int64_t oy) {
+  for (int64_t cob = 0; cob < channels; cob += kLanes) {
     v16 sum{}, sum_sq{};
-    for (int64_t i = 0; i < by.stride * g.width; ++i) {
-      const v16 v = load(block + i * g.co + cob);
+    for (int64_t i = 0; i < by.stride * width; ++i) {
+      const v16 v = load(block + i * channels + cob);
       sum += v;
       sum_sq += v * v;
     }
     store(m + cob, sum);
-    store(m + g.co + cob, sum_sq);
+    store(m + channels + cob, sum_sq);
     for (int64_t ox = 0; ox < bx.out; ++ox) {
       v16 acc{};
       for (int64_t ty = 0; ty < by.taps; ++ty) {
-        const float* row = block + (by.start + ty) * g.width * g.co;
+        const float* row = block + (by.start + ty) * width * channels;
         v16 line{};
         for (int64_t tx = 0; tx < bx.taps; ++tx) {
-          line += bx.weight(tx, ox) * load(row + (ox * bx.stride + bx.start + tx) * g.co + cob);
+          line += bx.weight(tx, ox) *
+                  load(row + (ox * bx.stride + bx.start + tx) * channels + cob);
         }
         acc += by.weight(ty, oy) * line;
       }
-      store(r + ox * g.co + cob, acc);
+      store(r + ox * channels + cob, acc);
     }
   }
+}
+
+// Task (b, oy) of conv_vec_out_bias_leaky_resized: the convolution's rows of block oy with the
+// epilogue, written to `out`, then reduce_and_resize_block on them.
+void resized_block(const float* xpad, const float* w, float* out, float* resized,
+                   float* moments, const Geometry& g, const Epilogue& e, const Band& by,
+                   const Band& bx, int64_t b, int64_t oy) {
+  const int64_t first = oy * by.stride;
+  for (int64_t y = first; y < first + by.stride; ++y) {
+    conv_vec_out_row(xpad + (b * g.padded_height() + y) * g.padded_width() * g.ci, w,
+                     out + (b * g.height + y) * g.width * g.co, g, e);
+  }
+  reduce_and_resize_block(out + (b * g.height + first) * g.width * g.co,
+                          moments + ((b * by.out + oy) * 2) * g.co,
+                          resized + (b * by.out + oy) * bx.out * g.co, g.width, g.co, by, bx,
+                          oy);
+}
+
+// Task (b, oy) of conv_head_resized: two layers, the second 1x1, with nothing written at full
+// resolution. Each of the block's rows goes through the first layer into a row of scratch and
+// the second layer into the block's scratch, which is then reduced and resized.
+void head_block(const float* xpad, const float* w1, const float* w2, float* resized,
+                float* moments, const Geometry& g1, const Geometry& g2, const Epilogue& e1,
+                const Epilogue& e2, const Band& by, const Band& bx, int64_t b, int64_t oy) {
+  thread_local std::vector<float> row, block;
+  row.resize(g1.width * g1.co);
+  block.resize(by.stride * g2.width * g2.co);
+  const int64_t first = oy * by.stride;
+  for (int64_t i = 0; i < by.stride; ++i) {
+    const int64_t y = first + i;
+    conv_vec_out_row(xpad + (b * g1.padded_height() + y) * g1.padded_width() * g1.ci, w1,
+                     row.data(), g1, e1);
+    conv_vec_out_row(row.data(), w2, block.data() + i * g2.width * g2.co, g2, e2);
+  }
+  reduce_and_resize_block(block.data(), moments + ((b * by.out + oy) * 2) * g2.co,
+                          resized + (b * by.out + oy) * bx.out * g2.co, g2.width, g2.co, by,
+                          bx, oy);
 }
 
 // ---- conv_vec_in --------------------------------------------------------------------------
@@ -303,7 +333,8 @@ ffi::Error Convolution(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer
     if (vectorise_input) {
       conv_vec_in_row(x, w, o, g, b, y);
     } else {
-      conv_vec_out_row(x, w, o, g, epilogue, b, y);
+      conv_vec_out_row(x + (b * g.padded_height() + y) * g.padded_width() * g.ci, w,
+                       o + (b * g.height + y) * g.width * g.co, g, epilogue);
     }
   });
   return ffi::Error::Success();
@@ -329,6 +360,43 @@ ffi::Error ConvVecOutBiasLeaky(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::A
   return Convolution(pool, xpad, weights, out, /*vectorise_input=*/false, epilogue);
 }
 
+// The two Bands of a resize (weights wy: [Ky, out_h], wx: [Kx, out_w]) onto the output of a
+// layer with geometry g, checked against the kernel's condition and the result shapes.
+ffi::Error make_bands(const ffi::AnyBuffer& wy, const ffi::AnyBuffer& wx,
+                      const ffi::AnyBuffer& resized, const ffi::AnyBuffer& moments,
+                      const Geometry& g, int64_t start_y, int64_t stride_y, int64_t start_x,
+                      int64_t stride_x, Band& by, Band& bx) {
+  auto yd = wy.dimensions();
+  auto xd = wx.dimensions();
+  auto rd = resized.dimensions();
+  auto md = moments.dimensions();
+  if (wy.element_type() != ffi::DataType::F32 || wx.element_type() != ffi::DataType::F32 ||
+      yd.size() != 2 || xd.size() != 2 || rd.size() != 4 || md.size() != 4) {
+    return ffi::Error::InvalidArgument("resize weights must be f32[K, out]");
+  }
+  by = Band{start_y, stride_y, yd[0], yd[1], reinterpret_cast<const float*>(wy.untyped_data())};
+  bx = Band{start_x, stride_x, xd[0], xd[1], reinterpret_cast<const float*>(wx.untyped_data())};
+  for (auto [band, size] : {std::pair{&by, g.height}, std::pair{&bx, g.width}}) {
+    if (band->stride < 1 || band->start < 0 || band->start + band->taps > band->stride ||
+        band->stride * band->out != size) {
+      return ffi::Error::InvalidArgument("resize band must stay inside each block of inputs");
+    }
+  }
+  if (rd[0] != g.batch || rd[1] != by.out || rd[2] != bx.out || rd[3] != g.co ||
+      md[0] != g.batch || md[1] != by.out || md[2] != 2 || md[3] != g.co) {
+    return ffi::Error::InvalidArgument("inconsistent resized or moments shapes");
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error check_bias(const ffi::AnyBuffer& bias, int64_t channels) {
+  if (bias.element_type() != ffi::DataType::F32 || bias.dimensions().size() != 1 ||
+      bias.dimensions()[0] != channels) {
+    return ffi::Error::InvalidArgument("bias must be f32[CO]");
+  }
+  return ffi::Error::Success();
+}
+
 // conv_vec_out_bias_leaky, plus the output resized along each axis by a Band (weights
 // wy: [Ky, H / stride_y], wx: [Kx, W / stride_x]) and its per-(example, resized row) channel
 // sums and sums of squares: moments [B, H / stride_y, 2, CO].
@@ -346,34 +414,17 @@ ffi::Error ConvVecOutBiasLeakyResized(ffi::ThreadPool pool, ffi::AnyBuffer xpad,
   auto xd = xpad.dimensions();
   auto wd = weights.dimensions();
   auto od = out->dimensions();
-  auto rd = resized->dimensions();
-  auto md = moments->dimensions();
-  auto yd = wy.dimensions();
-  auto xwd = wx.dimensions();
   Geometry g{od[0], od[1], od[2], wd[0], xd[3], od[3]};
   if (wd[1] != g.k || wd[2] != g.ci || wd[3] != g.co || xd[0] != g.batch ||
       xd[1] != g.padded_height() || xd[2] != g.padded_width() || g.co % kLanes != 0) {
     return ffi::Error::InvalidArgument("inconsistent convolution shapes");
   }
-  if (bias.element_type() != ffi::DataType::F32 || bias.dimensions().size() != 1 ||
-      bias.dimensions()[0] != g.co) {
-    return ffi::Error::InvalidArgument("bias must be f32[CO]");
-  }
-  if (wy.element_type() != ffi::DataType::F32 || wx.element_type() != ffi::DataType::F32 ||
-      yd.size() != 2 || xwd.size() != 2 || rd.size() != 4 || md.size() != 4) {
-    return ffi::Error::InvalidArgument("resize weights must be f32[K, out]");
-  }
-  Band by{start_y, stride_y, yd[0], yd[1], reinterpret_cast<const float*>(wy.untyped_data())};
-  Band bx{start_x, stride_x, xwd[0], xwd[1], reinterpret_cast<const float*>(wx.untyped_data())};
-  for (auto [band, size] : {std::pair{&by, g.height}, std::pair{&bx, g.width}}) {
-    if (band->stride < 1 || band->start < 0 || band->start + band->taps > band->stride ||
-        band->stride * band->out != size) {
-      return ffi::Error::InvalidArgument("resize band must stay inside each block of inputs");
-    }
-  }
-  if (rd[0] != g.batch || rd[1] != by.out || rd[2] != bx.out || rd[3] != g.co ||
-      md[0] != g.batch || md[1] != by.out || md[2] != 2 || md[3] != g.co) {
-    return ffi::Error::InvalidArgument("inconsistent resized or moments shapes");
+  if (auto error = check_bias(bias, g.co); error.failure()) return error;
+  Band by, bx;
+  if (auto error = make_bands(wy, wx, *resized, *moments, g, start_y, stride_y, start_x,
+                              stride_x, by, bx);
+      error.failure()) {
+    return error;
   }
   Epilogue epilogue;
   epilogue.bias = reinterpret_cast<const float*>(bias.untyped_data());
@@ -385,6 +436,54 @@ ffi::Error ConvVecOutBiasLeakyResized(ffi::ThreadPool pool, ffi::AnyBuffer xpad,
   float* m = reinterpret_cast<float*>(moments->untyped_data());
   parallel_for(pool, g.batch * by.out, [&](int64_t task) {
     resized_block(x, w, o, r, m, g, epilogue, by, bx, task / by.out, task % by.out);
+  });
+  return ffi::Error::Success();
+}
+
+// Two layers, each conv + bias + leaky ReLU, the second 1x1 (w2: [1, 1, C1, C2]), returning
+// only the second's output resized and its per-(example, resized row) channel sums and sums
+// of squares, as conv_vec_out_bias_leaky_resized would from the second layer: nothing is
+// written at full resolution. For inference; training keeps the layers' outputs.
+ffi::Error ConvHeadResized(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer w1,
+                           ffi::AnyBuffer b1, ffi::AnyBuffer w2, ffi::AnyBuffer b2,
+                           ffi::AnyBuffer wy, ffi::AnyBuffer wx,
+                           ffi::Result<ffi::AnyBuffer> resized,
+                           ffi::Result<ffi::AnyBuffer> moments, float slope, int64_t height,
+                           int64_t width, int64_t start_y, int64_t stride_y, int64_t start_x,
+                           int64_t stride_x) {
+  for (auto [buffer, name] :
+       {std::pair{&xpad, "xpad"}, std::pair{&w1, "w1"}, std::pair{&w2, "w2"}}) {
+    if (auto error = check_rank4(*buffer, name); error.failure()) return error;
+  }
+  auto xd = xpad.dimensions();
+  auto d1 = w1.dimensions();
+  auto d2 = w2.dimensions();
+  Geometry g1{xd[0], height, width, d1[0], xd[3], d1[3]};
+  Geometry g2{xd[0], height, width, 1, d1[3], d2[3]};
+  if (d1[1] != g1.k || d1[2] != g1.ci || xd[1] != g1.padded_height() ||
+      xd[2] != g1.padded_width() || d2[0] != 1 || d2[1] != 1 || d2[2] != g2.ci ||
+      g1.co % kLanes != 0 || g2.co % kLanes != 0) {
+    return ffi::Error::InvalidArgument("inconsistent convolution shapes");
+  }
+  if (auto error = check_bias(b1, g1.co); error.failure()) return error;
+  if (auto error = check_bias(b2, g2.co); error.failure()) return error;
+  Band by, bx;
+  if (auto error = make_bands(wy, wx, *resized, *moments, g2, start_y, stride_y, start_x,
+                              stride_x, by, bx);
+      error.failure()) {
+    return error;
+  }
+  Epilogue e1, e2;
+  e1.bias = reinterpret_cast<const float*>(b1.untyped_data());
+  e2.bias = reinterpret_cast<const float*>(b2.untyped_data());
+  e1.slope = e2.slope = slope;
+  const float* x = reinterpret_cast<const float*>(xpad.untyped_data());
+  const float* k1 = reinterpret_cast<const float*>(w1.untyped_data());
+  const float* k2 = reinterpret_cast<const float*>(w2.untyped_data());
+  float* r = reinterpret_cast<float*>(resized->untyped_data());
+  float* m = reinterpret_cast<float*>(moments->untyped_data());
+  parallel_for(pool, g1.batch * by.out, [&](int64_t task) {
+    head_block(x, k1, k2, r, m, g1, g2, e1, e2, by, bx, task / by.out, task % by.out);
   });
   return ffi::Error::Success();
 }
@@ -477,6 +576,26 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_conv_vec_out_bias_leaky_resized,
                                   .Ret<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>()
                                   .Attr<float>("slope")
+                                  .Attr<int64_t>("start_y")
+                                  .Attr<int64_t>("stride_y")
+                                  .Attr<int64_t>("start_x")
+                                  .Attr<int64_t>("stride_x"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_conv_head_resized, ConvHeadResized,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<float>("slope")
+                                  .Attr<int64_t>("height")
+                                  .Attr<int64_t>("width")
                                   .Attr<int64_t>("start_y")
                                   .Attr<int64_t>("stride_y")
                                   .Attr<int64_t>("start_x")
