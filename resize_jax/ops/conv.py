@@ -269,6 +269,19 @@ def _conv_bias_leaky_bwd(slope, residuals, g):
 _conv_bias_leaky.defvjp(_conv_bias_leaky_fwd, _conv_bias_leaky_bwd)
 
 
+def bias_leaky_eligible(x, w: jnp.ndarray, b: jnp.ndarray, negative_slope: float) -> bool:
+    """Whether `conv2d_same_bias_leaky(x, w, b, negative_slope)` runs the fused native kernel
+    (when run on CPU). `x` may be an array or a `jax.ShapeDtypeStruct`."""
+    # The sign trick of the backward pass needs slope > 0; the kernel vectorises over CO.
+    return (
+        float(negative_slope) > 0
+        and w.ndim == 4
+        and w.shape[-1] % _LANES == 0
+        and b.dtype == jnp.float32
+        and native_eligible(x, w)
+    )
+
+
 def conv2d_same_bias_leaky(
     x: jnp.ndarray, w: jnp.ndarray, b: jnp.ndarray, negative_slope: float
 ) -> jnp.ndarray:
@@ -286,18 +299,16 @@ def conv2d_same_bias_leaky(
     if b.shape != (w.shape[-1],):
         raise ValueError(f"`b` must be f[{w.shape[-1]}] to match `w` {w.shape}, got {b.shape}.")
     slope = float(negative_slope)
-    # The sign trick of the backward pass needs slope > 0; the kernel vectorises over CO.
-    fused = (
-        slope > 0
-        and w.ndim == 4
-        and w.shape[-1] % _LANES == 0
-        and b.dtype == jnp.float32
-        and native_eligible(x, w)
-    )
-    if fused:
+    if bias_leaky_eligible(x, w, b, slope):
         return _conv_bias_leaky(x, w, b, slope)
     y = conv2d_same(x, w) + b
     return jnp.where(y >= 0, y, slope * y)
 
 
-__all__ = ["conv2d_same", "conv2d_same_bias_leaky", "conv_general_dilated", "native_eligible"]
+__all__ = [
+    "bias_leaky_eligible",
+    "conv2d_same",
+    "conv2d_same_bias_leaky",
+    "conv_general_dilated",
+    "native_eligible",
+]

@@ -113,10 +113,10 @@ def head_eligible(x, first, second, slope, spec: Resize) -> bool:
     (w1, b1), (w2, b2) = first, second
     if w2.ndim != 4 or w2.shape[:2] != (1, 1) or w1.ndim != 4:
         return False
-    y_shape = jax.ShapeDtypeStruct((*x.shape[:3], w1.shape[-1]), x.dtype)
-    return conv_resized.fused_eligible(
-        x, w1, b1, slope, Resize(tuple(x.shape[1:3]))
-    ) and conv_resized.fused_eligible(y_shape, w2, b2, slope, spec)
+    y = jax.ShapeDtypeStruct((*x.shape[:3], w1.shape[-1]), x.dtype)
+    return conv.bias_leaky_eligible(x, w1, b1, slope) and conv_resized.fused_eligible(
+        y, w2, b2, slope, spec
+    )
 
 
 def leaky_head_resized(

@@ -26,11 +26,10 @@ import numpy as np
 
 from resize_jax.ops.checks import check_bool, check_choice, check_size_pair
 from resize_jax.ops.conv import (
-    _LANES,
     _conv_native_bwd,
     _pad,
+    bias_leaky_eligible,
     conv2d_same_bias_leaky,
-    native_eligible,
 )
 from resize_jax.ops.native.calls import batch_partitioned, map_when_vmapped, on_cpu
 from resize_jax.ops.resize import METHODS, interpolation_matrix, resize
@@ -192,15 +191,7 @@ _fused.defvjp(_fused_fwd, _fused_bwd)
 
 def fused_eligible(x: jnp.ndarray, w: jnp.ndarray, b: jnp.ndarray, slope, spec: Resize) -> bool:
     """Whether `conv2d_same_bias_leaky_resized` takes the one-pass path (when run on CPU)."""
-    return (
-        float(slope) > 0
-        and x.ndim == 4
-        and w.ndim == 4
-        and w.shape[-1] % _LANES == 0
-        and b.dtype == jnp.float32
-        and native_eligible(x, w)
-        and None not in _bands(x.shape, spec)
-    )
+    return bias_leaky_eligible(x, w, b, slope) and None not in _bands(x.shape, spec)
 
 
 def conv2d_same_bias_leaky_resized(
