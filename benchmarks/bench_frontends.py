@@ -2,7 +2,7 @@
 """Front-end throughput: img/s for inference and a train step, GFLOP/s, matmul rate, memory.
 
     python benchmarks/bench_frontends.py [--cases learned,saliency_grid,saliency,fixed] \
-        [--rounds 3] [--reps 5] [--threads 2] \
+        [--rounds 3] [--reps 5] [--threads 2] [--allocator retain|system] \
         [--reference-settings channels_last,contiguous,channels_last+compile]
 
 Cases (the papers' shapes):
@@ -32,6 +32,11 @@ Memory: ours is XLA's buffer assignment of the timed computation (arguments + ou
 temporaries, minus donated/aliased buffers), available on every backend; the reference's is
 its process's maximum-RSS growth (reference_torch.py's docstring). `--threads N` pins this
 process (and the reference) to N CPUs; by default all CPUs this process may use.
+
+Allocator: by default (`--allocator retain`) both sides keep freed memory in the process
+instead of page-faulting each step's buffers back (`resize_jax.cpu_memory`; the reference
+gets the same glibc settings through `GLIBC_TUNABLES`); `--allocator system` keeps glibc's
+defaults on both sides.
 
 Writes `<out>/bench_frontends.json` and `<out>/bench_frontends.md` and prints the table.
 Runs unchanged on GPU/TPU (the reference then still runs on the CPU).
