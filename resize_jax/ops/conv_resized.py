@@ -28,6 +28,7 @@ from resize_jax.ops.checks import check_bool, check_choice, check_size_pair
 from resize_jax.ops.conv import (
     _conv_native_bwd,
     _pad,
+    _xla_bias_leaky,
     bias_leaky_eligible,
     conv2d_same_bias_leaky,
 )
@@ -103,11 +104,7 @@ def _bands(x_shape, spec: Resize) -> tuple[Taps, Taps]:
 
 def _xla_forward(x, w, b, slope: float, spec: Resize):
     """(y, resize(y), f32[2, C] sums of y and y²) with XLA's operations."""
-    conv = jax.lax.conv_general_dilated(
-        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-    y = conv + b
-    y = jnp.where(y >= 0, y, slope * y)
+    y = _xla_bias_leaky(x, w, b, slope)
     sums = jnp.stack([jnp.sum(y, axis=(0, 1, 2)), jnp.sum(jnp.square(y), axis=(0, 1, 2))])
     return y, spec(y), sums
 
