@@ -53,28 +53,90 @@ def test_inference_matches_the_separate_layers(x_shape, spec):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
+def _loss(fn, x, first, spec, used=(0, 1, 2)):
+    """A loss on the outputs listed in `used`, differentiable in (x, first, second)."""
+    outputs = _separate(x, first, _layers()[1], 0.2, spec)
+    weights = [jax.random.normal(jax.random.key(k), o.shape) for k, o in enumerate(outputs)]
+
+    def value(x, first, second):
+        outs = fn(x, first, second, 0.2, spec)
+        return sum(jnp.sum(outs[i] * weights[i]) for i in used)
+
+    return value
+
+
 @needs_compiler
-def test_gradients_match_the_separate_layers():
+def test_gradients_with_the_input_match_the_separate_layers():
     x = jax.random.normal(jax.random.key(5), (2, 8, 12, 3))
     first, second = _layers()
     spec = ops.Resize((4, 6))
-    weights = [
-        jax.random.normal(jax.random.key(k), o.shape)
-        for k, o in enumerate(_separate(x, first, second, 0.2, spec))
-    ]
+    ours = jax.jit(jax.grad(_loss(conv_head.leaky_head_resized, x, first, spec), (0, 1, 2)))
+    theirs = jax.grad(_loss(_separate, x, first, spec), (0, 1, 2))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+        ours(x, first, second),
+        theirs(x, first, second),
+    )
 
-    def loss(fn):
-        def value(x, first, second):
-            return sum(
-                jnp.sum(o * w)
-                for o, w in zip(fn(x, first, second, 0.2, spec), weights, strict=True)
-            )
 
-        return value
+@needs_compiler
+@pytest.mark.parametrize(
+    ("x_shape", "spec", "used"),
+    [
+        ((2, 8, 12, 3), ops.Resize((4, 6)), (0, 1, 2)),
+        ((2, 8, 12, 3), ops.Resize((4, 6)), (0,)),  # the statistics' cotangents are zero
+        ((2, 8, 12, 3), ops.Resize((4, 6)), (1, 2)),  # the resized output's is
+        ((1, 12, 9, 3), ops.Resize((3, 3), "bicubic"), (0, 1, 2)),
+        ((3, 10, 10, 3), ops.Resize((5, 5), "nearest"), (0, 2)),
+    ],
+)
+def test_parameter_gradients_take_one_native_pass(x_shape, spec, used):
+    x = jax.random.normal(jax.random.key(5), x_shape)
+    first, second = _layers()
+    loss = _loss(conv_head.leaky_head_resized, x, first, spec, used)
+    grad = jax.jit(jax.grad(lambda first, second: loss(x, first, second), (0, 1)))
+    hlo = grad.lower(first, second).as_text()
+    assert "resize_jax_conv_head_resized_keep_first" in hlo
+    assert "resize_jax_conv_head_resized_grad" in hlo
+    reference = _loss(_separate, x, first, spec, used)
+    theirs = jax.grad(lambda first, second: reference(x, first, second), (0, 1))(first, second)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+        grad(first, second),
+        theirs,
+    )
 
-    ours = jax.jit(jax.grad(loss(conv_head.leaky_head_resized), (0, 1, 2)))(x, first, second)
-    theirs = jax.grad(loss(_separate), (0, 1, 2))(x, first, second)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), ours, theirs)
+
+@needs_compiler
+def test_parameter_gradients_under_vmap_and_a_sharded_batch():
+    x = jax.random.normal(jax.random.key(5), (8, 8, 12, 3))
+    first, second = _layers()
+    spec = ops.Resize((4, 6))
+    loss = _loss(conv_head.leaky_head_resized, x[:4], first, spec)
+    reference = _loss(_separate, x[:4], first, spec)
+    grad = jax.grad(lambda x, first, second: loss(x, first, second), (1, 2))
+    theirs = jax.grad(lambda x, first, second: reference(x, first, second), (1, 2))
+    halves = x.reshape(2, 4, 8, 12, 3)
+    vmapped = jax.jit(jax.vmap(grad, in_axes=(0, None, None)))(halves, first, second)
+    for half, xs in enumerate(halves):
+        jax.tree.map(
+            lambda a, b, half=half: np.testing.assert_allclose(a[half], b, rtol=1e-4, atol=1e-5),
+            vmapped,
+            theirs(xs, first, second),
+        )
+    whole = _loss(conv_head.leaky_head_resized, x, first, spec)
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    sharded = jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
+    step = jax.jit(jax.grad(whole, (1, 2)))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+        step(sharded, first, second),
+        jax.grad(_loss(_separate, x, first, spec), (1, 2))(x, first, second),
+    )
+    compiled = step.lower(sharded, first, second).compile().as_text()
+    assert "all-gather" not in compiled
+    per_device = 8 // len(jax.devices())
+    assert f"f32[{per_device},8,12,16]" in compiled  # the first layer's output, per device
 
 
 def test_other_cases_are_the_separate_layers():

@@ -90,11 +90,10 @@ def _native_example_grads(x: jnp.ndarray, g: jnp.ndarray, w: jnp.ndarray) -> jnp
 
 
 _forward_cpu = map_when_vmapped(
-    batch_partitioned(_native_forward, "b h w i, k l i o -> b h w o", 1), fold_first=True
+    batch_partitioned(_native_forward, "b h w i, k l i o -> b h w o", 1), fold=1
 )
 _example_grads_cpu = map_when_vmapped(
-    batch_partitioned(_native_example_grads, "b h w i, b h w o, k l i o -> b k l i o", 2),
-    fold_first=False,
+    batch_partitioned(_native_example_grads, "b h w i, b h w o, k l i o -> b k l i o", 2), fold=2
 )
 
 
@@ -242,9 +241,7 @@ def _bias_leaky_cpu(slope: float):
         call = jax.ffi.ffi_call("resize_jax_conv_vec_out_bias_leaky", result)
         return call(_pad(x, size), w, b, slope=np.float32(slope))
 
-    return map_when_vmapped(
-        batch_partitioned(native, "b h w i, k l i o, o -> b h w o", 1), fold_first=True
-    )
+    return map_when_vmapped(batch_partitioned(native, "b h w i, k l i o, o -> b h w o", 1), fold=1)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))

@@ -5,11 +5,16 @@ statistics: the learned resizer's full-resolution head (`conv_in`, `conv_mix`).
 
     conv2d_same_bias_leaky_resized(conv2d_same_bias_leaky(x, *first, slope), *second, slope, spec)
 
-(`ops/conv_resized.py`). Evaluated without differentiation on CPU, one native call runs both
-layers row by row in cache and hands over only the resized rows and the statistics: neither
-layer's full-resolution output (448² × 16 floats, 102 MB for a batch of 8) is written. Under
-differentiation the two layers run as they do separately, since the backward pass needs both
-outputs. The second layer must be 1×1 and the resize one the one-pass kernel takes
+(`ops/conv_resized.py`). On CPU one native call runs both layers row by row in cache and hands
+over only the resized rows and the statistics: in inference neither layer's full-resolution
+output (448² × 16 floats, 102 MB for a batch of 8) is written; under differentiation only the
+first layer's, which the backward pass reads. The parameters' gradients are one more native
+pass: row by row it recomputes the second layer, takes the gradient back through the resize,
+the statistics, both activations and the 1×1 layer, and accumulates both layers' weight and
+bias gradients, so no gradient is written at full resolution either. When the input needs a
+gradient too, the backward pass is the layers' own, run separately.
+
+The second layer must be 1×1 and the resize one the one-pass kernel takes
 (`conv_resized.block_band`); anything else is the composition.
 """
 
@@ -20,6 +25,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_derivatives import SymbolicZero
 
 from resize_jax.ops import conv, conv_resized
 from resize_jax.ops.conv_resized import Resize, ResizedFeatures
@@ -32,18 +38,34 @@ def _composition(x, w1, b1, w2, b2, slope: float, spec: Resize) -> ResizedFeatur
 
 
 def _xla_head(x, w1, b1, w2, b2, slope: float, spec: Resize):
-    """(resize(y), f32[2, C] sums of y and y²) for y the second layer's output, with XLA."""
+    """(y1, resize(y2), f32[2, C2] sums of y2 and y2²) for y1, y2 the layers' outputs, with
+    XLA."""
     y1 = conv._xla_bias_leaky(x, w1, b1, slope)
     _, resized, sums = conv_resized._xla_forward(y1, w2, b2, slope, spec)
-    return resized, sums
+    return y1, resized, sums
+
+
+def _band_arrays(spec: Resize, x_shape) -> tuple[np.ndarray, np.ndarray, dict[str, np.int64]]:
+    """The resize's band weights f32[taps, out] along y and x and their starts and strides."""
+    band_y, band_x = conv_resized._bands(x_shape, spec)
+    attributes = {
+        "start_y": np.int64(band_y.start),
+        "stride_y": np.int64(band_y.stride),
+        "start_x": np.int64(band_x.start),
+        "stride_x": np.int64(band_x.stride),
+    }
+    return (
+        np.asarray(band_y.weights, np.float32),
+        np.asarray(band_x.weights, np.float32),
+        attributes,
+    )
 
 
 @functools.lru_cache(maxsize=16)
-def _native_head(slope: float, spec: Resize, x_shape: tuple[int, ...]):
-    """The native call for one configuration: (x, w1, b1, w2, b2) → as `_xla_head`."""
-    band_y, band_x = conv_resized._bands(x_shape, spec)
-    weights_y = np.asarray(band_y.weights, np.float32)
-    weights_x = np.asarray(band_x.weights, np.float32)
+def _native_head(slope: float, spec: Resize, x_shape: tuple[int, ...], keep_first: bool):
+    """The native call for one configuration: (x, w1, b1, w2, b2) → as `_xla_head`, without
+    y1 unless `keep_first`."""
+    weights_y, weights_x, bands = _band_arrays(spec, x_shape)
 
     def native(x, w1, b1, w2, b2, weights_y, weights_x):
         batch, height, width, _ = x.shape
@@ -52,7 +74,11 @@ def _native_head(slope: float, spec: Resize, x_shape: tuple[int, ...]):
             jax.ShapeDtypeStruct((batch, out_h, out_w, channels), jnp.float32),
             jax.ShapeDtypeStruct((batch, out_h, 2, channels), jnp.float32),
         )
-        call = jax.ffi.ffi_call("resize_jax_conv_head_resized", results)
+        target = "resize_jax_conv_head_resized"
+        if keep_first:
+            first = jax.ShapeDtypeStruct((batch, height, width, w1.shape[3]), jnp.float32)
+            results, target = (first, *results), target + "_keep_first"
+        call = jax.ffi.ffi_call(target, results)
         return call(
             conv._pad(x, w1.shape[0]),
             w1,
@@ -64,48 +90,130 @@ def _native_head(slope: float, spec: Resize, x_shape: tuple[int, ...]):
             slope=np.float32(slope),
             height=np.int64(height),
             width=np.int64(width),
-            start_y=np.int64(band_y.start),
-            stride_y=np.int64(band_y.stride),
-            start_x=np.int64(band_x.start),
-            stride_x=np.int64(band_x.stride),
+            **bands,
         )
 
     rule = "b h w i, k l i m, m, n p m o, o, s q, t r -> b q r o, b q u o"
-    partitioned = map_when_vmapped(batch_partitioned(native, rule, 1), fold_first=True)
+    if keep_first:
+        rule += ", b h w m"
+    partitioned = map_when_vmapped(batch_partitioned(native, rule, 1), fold=1)
 
     def head(x, w1, b1, w2, b2):
-        resized, moments = partitioned(
+        *results, moments = partitioned(
             x, w1, b1, w2, b2, jnp.asarray(weights_y), jnp.asarray(weights_x)
         )
-        return resized, jnp.sum(moments, axis=(0, 1))
+        return (*results, jnp.sum(moments, axis=(0, 1)))
 
     return head
 
 
+@functools.lru_cache(maxsize=16)
+def _native_head_grad(slope: float, spec: Resize, x_shape: tuple[int, ...]):
+    """The native parameter gradients for one configuration: (x, y1, w1, w2, b2, g_resized,
+    g_sums) → (dw1, db1, dw2, db2), g_sums f32[2, C2] being the gradients of y2's per-channel
+    sum and sum of squares over the batch."""
+    weights_y, weights_x, bands = _band_arrays(spec, x_shape)
+
+    def native(x, y1, g_resized, w1, w2, b2, g_sums, weights_y, weights_x):
+        batch, (size, _, in_channels, hidden), out_channels = x.shape[0], w1.shape, w2.shape[3]
+        results = (
+            jax.ShapeDtypeStruct((batch, size, size, in_channels, hidden), jnp.float32),
+            jax.ShapeDtypeStruct((batch, hidden), jnp.float32),
+            jax.ShapeDtypeStruct((batch, 1, 1, hidden, out_channels), jnp.float32),
+            jax.ShapeDtypeStruct((batch, out_channels), jnp.float32),
+        )
+        call = jax.ffi.ffi_call("resize_jax_conv_head_resized_grad", results)
+        return call(
+            conv._pad(x, size),
+            y1,
+            g_resized,
+            w1,
+            w2,
+            jnp.swapaxes(w2, 2, 3),
+            b2,
+            g_sums,
+            weights_y,
+            weights_x,
+            slope=np.float32(slope),
+            **bands,
+        )
+
+    rule = (
+        "b h w i, b h w m, b q r o, k l i m, n p m o, o, s o, t q, u r"
+        " -> b k l i m, b m, b n p m o, b o"
+    )
+    # Per-example gradients: the batch split of a sharded step carries through the call and
+    # the sum over examples is XLA's (an all-reduce when sharded).
+    partitioned = map_when_vmapped(batch_partitioned(native, rule, 3), fold=3)
+
+    def grads(x, y1, w1, w2, b2, g_resized, g_sums):
+        per_example = partitioned(
+            x, y1, g_resized, w1, w2, b2, g_sums, jnp.asarray(weights_y), jnp.asarray(weights_x)
+        )
+        return tuple(jnp.sum(g, axis=0) for g in per_example)
+
+    return grads
+
+
+def _head_values(x, w1, b1, w2, b2, slope: float, spec: Resize, keep_first: bool):
+    """As `_xla_head`, without y1 unless `keep_first`."""
+    native = _native_head(slope, spec, tuple(x.shape), keep_first)
+
+    def xla(*args):
+        values = _xla_head(*args, slope=slope, spec=spec)
+        return values if keep_first else values[1:]
+
+    return on_cpu(native, xla, x, w1, b1, w2, b2)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
 def _head(x, w1, b1, w2, b2, slope: float, spec: Resize) -> ResizedFeatures:
-    native = _native_head(slope, spec, tuple(x.shape))
-    xla = functools.partial(_xla_head, slope=slope, spec=spec)
-    resized, sums = on_cpu(native, xla, x, w1, b1, w2, b2)
+    resized, sums = _head_values(x, w1, b1, w2, b2, slope, spec, keep_first=False)
     return ResizedFeatures(resized, *conv_resized._moments(sums, x.shape))
 
 
 def _head_fwd(x, w1, b1, w2, b2, slope, spec):
-    # The backward pass needs both layers' outputs: the layers as they run separately.
-    y1 = conv._conv_bias_leaky(x, w1, b1, slope)
-    y2, resized, sums = conv_resized._forward(y1, w2, b2, slope, spec)
-    features = ResizedFeatures(resized, *conv_resized._moments(sums, y1.shape))
-    return features, (x, w1, y1, w2, y2)
+    # Called with symbolic zeros: `perturbed` says whether the input needs a gradient.
+    x_grad = x.perturbed
+    x, w1, b1, w2, b2 = (a.value for a in (x, w1, b1, w2, b2))
+    y1, resized, sums = _head_values(x, w1, b1, w2, b2, slope, spec, keep_first=True)
+    features = ResizedFeatures(resized, *conv_resized._moments(sums, x.shape))
+    # The second layer's output is recomputed in the backward pass rather than stored.
+    return features, (x, w1, y1, w2, b2, x_grad)
 
 
-def _head_bwd(slope, spec, residuals, cotangents):
-    x, w1, y1, w2, y2 = residuals
+def _separate_bwd(slope, spec, x, w1, y1, w2, b2, cotangents):
+    """The backward pass of the layers as they run separately (with the input's gradient)."""
+    y2 = conv._conv_bias_leaky(y1, w2, b2, slope)
     dy1, dw2, db2 = conv_resized._fused_bwd(slope, spec, (y1, w2, y2), cotangents)
     dx, dw1, db1 = conv._conv_bias_leaky_bwd(slope, (x, w1, y1), dy1)
     return dx, dw1, db1, dw2, db2
 
 
-_head.defvjp(_head_fwd, _head_bwd)
+def _head_bwd(slope, spec, residuals, cotangents):
+    x, w1, y1, w2, b2, x_grad = residuals
+    cotangents = ResizedFeatures(
+        *(jnp.zeros(c.shape, c.dtype) if isinstance(c, SymbolicZero) else c for c in cotangents)
+    )
+    if x_grad:
+        return _separate_bwd(slope, spec, x, w1, y1, w2, b2, cotangents)
+    # The parameters' gradients only: on CPU one native pass, with nothing written at full
+    # resolution (the gradient reaching the first layer's output lives a row at a time).
+    native = _native_head_grad(slope, spec, tuple(x.shape))
+    count = x.shape[0] * x.shape[1] * x.shape[2]
+
+    def on_native(x, y1, w1, w2, b2, g_resized, g_mean, g_mean_of_squares):
+        g_sums = jnp.stack([g_mean, 2 * g_mean_of_squares]).astype(jnp.float32) / count
+        return native(x, y1, w1, w2, b2, g_resized, g_sums)
+
+    def on_xla(x, y1, w1, w2, b2, *cotangents):
+        return _separate_bwd(slope, spec, x, w1, y1, w2, b2, ResizedFeatures(*cotangents))[1:]
+
+    dw1, db1, dw2, db2 = on_cpu(on_native, on_xla, x, y1, w1, w2, b2, *cotangents)
+    return None, dw1, db1, dw2, db2
+
+
+_head.defvjp(_head_fwd, _head_bwd, symbolic_zeros=True)
 
 
 def head_eligible(x, first, second, slope, spec: Resize) -> bool:

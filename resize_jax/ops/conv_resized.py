@@ -140,7 +140,7 @@ def _native_forward(slope: float, spec: Resize, x_shape: tuple[int, ...]):
         return y, resized, moments
 
     rule = "b h w i, k l i o, o, s p, t q -> b h w o, b p q o, b p r o"
-    partitioned = map_when_vmapped(batch_partitioned(native, rule, 1), fold_first=True)
+    partitioned = map_when_vmapped(batch_partitioned(native, rule, 1), fold=1)
 
     def forward(x, w, b):
         # The band weights are arguments: a partitioned function may not close over arrays.

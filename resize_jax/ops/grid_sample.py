@@ -190,7 +190,7 @@ def _native_op(with_slopes: bool, padding_mode: str):
         return call(images, grid, zeros=zeros)
 
     rule = "b h w c, b i j t -> " + ("b i j c, b i j c, b i j c" if with_slopes else "b i j c")
-    native_fn = map_when_vmapped(batch_partitioned(ffi, rule, 2), fold_all=True)
+    native_fn = map_when_vmapped(batch_partitioned(ffi, rule, 2), fold=2)
 
     @jax.custom_jvp
     def op(images, grid):

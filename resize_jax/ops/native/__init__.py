@@ -37,6 +37,8 @@ TARGETS = (
     "resize_jax_conv_vec_out_bias_leaky",
     "resize_jax_conv_vec_out_bias_leaky_resized",
     "resize_jax_conv_head_resized",
+    "resize_jax_conv_head_resized_keep_first",
+    "resize_jax_conv_head_resized_grad",
     "resize_jax_conv_vec_in",
     "resize_jax_conv_weight_grad",
     "resize_jax_grid_sample",

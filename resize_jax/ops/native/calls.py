@@ -51,11 +51,11 @@ def batch_partitioned(fn, sharding_rule: str, num_batched: int):
     return wrapped
 
 
-def map_when_vmapped(fn, fold_first: bool = False, fold_all: bool = False):
-    """fn under `jax.vmap` (custom_partitioning has no batching rule): one call per element
-    (`lax.map`), or one call with the vmapped axis folded into the batch: with `fold_first`
-    when only the first argument is vmapped, with `fold_all` when every argument is (fn's
-    results, one array or a tuple, then all have that batch axis first)."""
+def map_when_vmapped(fn, fold: int = 0):
+    """fn under `jax.vmap` (custom_partitioning has no batching rule): one call with the
+    vmapped axis folded into the batch when exactly the first `fold` arguments are vmapped
+    (fn's results, one array or a tuple, then all have that batch axis first), else one call
+    per element (`lax.map`)."""
     wrapped = jax.custom_batching.custom_vmap(fn)
 
     def unfold(out, inner_batch):
@@ -63,11 +63,9 @@ def map_when_vmapped(fn, fold_first: bool = False, fold_all: bool = False):
 
     @wrapped.def_vmap
     def _rule(axis_size, in_batched, *args):
-        if fold_first and in_batched[0] and not any(in_batched[1:]):
-            x, *rest = args
-            out = unfold(wrapped(x.reshape(-1, *x.shape[2:]), *rest), x.shape[1])
-        elif fold_all and all(in_batched):
-            out = unfold(wrapped(*(a.reshape(-1, *a.shape[2:]) for a in args)), args[0].shape[1])
+        if fold and all(in_batched[:fold]) and not any(in_batched[fold:]):
+            folded = [a.reshape(-1, *a.shape[2:]) for a in args[:fold]]
+            out = unfold(wrapped(*folded, *args[fold:]), args[0].shape[1])
         else:
 
             def one(i):

@@ -167,21 +167,25 @@ void resized_block(const float* xpad, const float* w, float* out, float* resized
                           oy);
 }
 
-// Task (b, oy) of conv_head_resized: two layers, the second 1x1, with nothing written at full
-// resolution. Each of the block's rows goes through the first layer into a row of scratch and
+// Task (b, oy) of conv_head_resized: two layers, the second 1x1, with the second's output never
+// written at full resolution. Each of the block's rows goes through the first layer into a row
+// of `first_out` (the backward pass keeps it) or, when that is null, of scratch, and through
 // the second layer into the block's scratch, which is then reduced and resized.
-void head_block(const float* xpad, const float* w1, const float* w2, float* resized,
-                float* moments, const Geometry& g1, const Geometry& g2, const Epilogue& e1,
-                const Epilogue& e2, const Band& by, const Band& bx, int64_t b, int64_t oy) {
-  thread_local std::vector<float> row, block;
-  row.resize(g1.width * g1.co);
+void head_block(const float* xpad, const float* w1, const float* w2, float* first_out,
+                float* resized, float* moments, const Geometry& g1, const Geometry& g2,
+                const Epilogue& e1, const Epilogue& e2, const Band& by, const Band& bx,
+                int64_t b, int64_t oy) {
+  thread_local std::vector<float> scratch, block;
+  scratch.resize(g1.width * g1.co);
   block.resize(by.stride * g2.width * g2.co);
   const int64_t first = oy * by.stride;
   for (int64_t i = 0; i < by.stride; ++i) {
     const int64_t y = first + i;
-    conv_vec_out_row(xpad + (b * g1.padded_height() + y) * g1.padded_width() * g1.ci, w1,
-                     row.data(), g1, e1);
-    conv_vec_out_row(row.data(), w2, block.data() + i * g2.width * g2.co, g2, e2);
+    float* row =
+        first_out != nullptr ? first_out + (b * g1.height + y) * g1.width * g1.co : scratch.data();
+    conv_vec_out_row(xpad + (b * g1.padded_height() + y) * g1.padded_width() * g1.ci, w1, row,
+                     g1, e1);
+    conv_vec_out_row(row, w2, block.data() + i * g2.width * g2.co, g2, e2);
   }
   reduce_and_resize_block(block.data(), moments + ((b * by.out + oy) * 2) * g2.co,
                           resized + (b * by.out + oy) * bx.out * g2.co, g2.width, g2.co, by,
@@ -262,12 +266,11 @@ inline void wgrad_block(const float* xrow, const float* grow, float* dw, const G
   for (int i = 0; i < MB; ++i) store(dwk + i * g.co, load(dwk + i * g.co) + acc[i]);
 }
 
-void wgrad_row(const float* xpad, const float* grad, float* dw, const Geometry& g, int64_t b,
-               int64_t y) {
+// Adds one output row's weight gradient to dw: xrow0 is the first of the K padded input rows
+// the row reads, grow its gradient [W, CO].
+void wgrad_row_at(const float* xrow0, const float* grow, float* dw, const Geometry& g) {
   const int64_t kci = g.k * g.ci;
   const int64_t row_stride = g.padded_width() * g.ci;
-  const float* xrow0 = xpad + (b * g.padded_height() + y) * row_stride;
-  const float* grow = grad + (b * g.height + y) * g.width * g.co;
   for (int64_t cob = 0; cob < g.co; cob += kLanes) {
     for (int64_t ky = 0; ky < g.k; ++ky) {
       const float* xrow = xrow0 + ky * row_stride;
@@ -292,6 +295,92 @@ void wgrad_row(const float* xpad, const float* grad, float* dw, const Geometry& 
           wgrad_block<1>(xrow, grow, dw, g, ky, m, cob), m += 1;
         }
       }
+    }
+  }
+}
+
+void wgrad_row(const float* xpad, const float* grad, float* dw, const Geometry& g, int64_t b,
+               int64_t y) {
+  wgrad_row_at(xpad + (b * g.padded_height() + y) * g.padded_width() * g.ci,
+               grad + (b * g.height + y) * g.width * g.co, dw, g);
+}
+
+// ---- conv_head_resized_grad --------------------------------------------------------------
+
+// A task's partial sums of the head's parameter gradients.
+struct HeadGrads {
+  float* dw1;  // [K, K, CI, C1]
+  float* db1;  // [C1]
+  float* dw2;  // [C1, C2]
+  float* db2;  // [C2]
+};
+
+// The layers of the head and the resize its output goes through.
+struct Head {
+  Geometry g1, g2, g2t;   // conv_in; conv_mix (1x1, C1 -> C2); conv_mix transposed (C2 -> C1)
+  const float* w2;        // [C1, C2]
+  const float* w2t;       // [C2, C1]
+  Epilogue e2;            // conv_mix's bias and slope
+  float slope;            // both layers' leaky ReLU slope
+  const float* g_moments; // [2, C2]: the gradient of each channel's sum and sum of squares
+  Band by, bx;
+};
+
+// One full-resolution row of the head's backward pass, accumulated into `acc`:
+//   y2 = leaky(y1 w2 + b2)                   recomputed: a 1x1 layer is cheaper than a stored y2
+//   g2 = d resize(y2) / d y2 row + g_sum + g_sum_sq * y2, times leaky'(y2); db2 += g2; dw2 += y1' g2
+//   g1 = g2 w2' times leaky'(y1); db1 += g1; dw1 += conv_in's weight gradient for the row.
+// With slope > 0 the sign of an output is its pre-activation's, so the derivative of each
+// leaky ReLU is read from the layer's output. gres is row oy of the resize's gradient [out_w,
+// C2]; in_band says whether a vertical tap reads this row, and wy is that tap's weight.
+void head_grad_row(const Head& h, const float* xrow0, const float* y1row, const float* gres,
+                   bool in_band, float wy, HeadGrads& acc, float* y2row, float* g2row,
+                   float* g1row) {
+  const int64_t width = h.g1.width, c1 = h.g1.co, c2 = h.g2.co;
+  conv_vec_out_row(y1row, h.w2, y2row, h.g2, h.e2);
+  for (int64_t x = 0; x < width; ++x) {
+    const int64_t ox = x / h.bx.stride, tx = x - ox * h.bx.stride - h.bx.start;
+    const bool tapped = in_band && tx >= 0 && tx < h.bx.taps;
+    const float w = tapped ? wy * h.bx.weight(tx, ox) : 0.f;
+    for (int64_t cob = 0; cob < c2; cob += kLanes) {
+      const v16 y2 = load(y2row + x * c2 + cob);
+      v16 g = load(h.g_moments + cob) + load(h.g_moments + c2 + cob) * y2;
+      if (tapped) g += w * load(gres + ox * c2 + cob);
+      g = y2 >= 0 ? g : g * h.slope;
+      store(acc.db2 + cob, load(acc.db2 + cob) + g);
+      store(g2row + x * c2 + cob, g);
+    }
+  }
+  wgrad_row_at(y1row, g2row, acc.dw2, h.g2);
+  conv_vec_out_row(g2row, h.w2t, g1row, h.g2t, Epilogue{});
+  for (int64_t i = 0; i < width * c1; i += kLanes) {
+    const v16 y1 = load(y1row + i);
+    v16 g = load(g1row + i);
+    g = y1 >= 0 ? g : g * h.slope;
+    store(acc.db1 + i % c1, load(acc.db1 + i % c1) + g);
+    store(g1row + i, g);
+  }
+  wgrad_row_at(xrow0, g1row, acc.dw1, h.g1);
+}
+
+// Task (b, resized rows [oy0, oy1)) of conv_head_resized_grad: every full-resolution row of
+// those blocks, in order, into the task's partial sums.
+void head_grad_task(const Head& h, const float* xpad, const float* y1, const float* g_resized,
+                    HeadGrads acc, int64_t b, int64_t oy0, int64_t oy1) {
+  thread_local std::vector<float> y2row, g2row, g1row;
+  y2row.resize(h.g2.width * h.g2.co);
+  g2row.resize(h.g2.width * h.g2.co);
+  g1row.resize(h.g1.width * h.g1.co);
+  const Geometry& g1 = h.g1;
+  for (int64_t oy = oy0; oy < oy1; ++oy) {
+    const float* gres = g_resized + (b * h.by.out + oy) * h.bx.out * h.g2.co;
+    for (int64_t i = 0; i < h.by.stride; ++i) {
+      const int64_t y = oy * h.by.stride + i, ty = i - h.by.start;
+      const bool in_band = ty >= 0 && ty < h.by.taps;
+      head_grad_row(h, xpad + (b * g1.padded_height() + y) * g1.padded_width() * g1.ci,
+                    y1 + (b * g1.height + y) * g1.width * g1.co, gres, in_band,
+                    in_band ? h.by.weight(ty, oy) : 0.f, acc, y2row.data(),
+                    g2row.data(), g1row.data());
     }
   }
 }
@@ -362,16 +451,13 @@ ffi::Error ConvVecOutBiasLeaky(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::A
 
 // The two Bands of a resize (weights wy: [Ky, out_h], wx: [Kx, out_w]) onto the output of a
 // layer with geometry g, checked against the kernel's condition and the result shapes.
-ffi::Error make_bands(const ffi::AnyBuffer& wy, const ffi::AnyBuffer& wx,
-                      const ffi::AnyBuffer& resized, const ffi::AnyBuffer& moments,
-                      const Geometry& g, int64_t start_y, int64_t stride_y, int64_t start_x,
-                      int64_t stride_x, Band& by, Band& bx) {
+ffi::Error make_bands(const ffi::AnyBuffer& wy, const ffi::AnyBuffer& wx, const Geometry& g,
+                      int64_t start_y, int64_t stride_y, int64_t start_x, int64_t stride_x,
+                      Band& by, Band& bx) {
   auto yd = wy.dimensions();
   auto xd = wx.dimensions();
-  auto rd = resized.dimensions();
-  auto md = moments.dimensions();
   if (wy.element_type() != ffi::DataType::F32 || wx.element_type() != ffi::DataType::F32 ||
-      yd.size() != 2 || xd.size() != 2 || rd.size() != 4 || md.size() != 4) {
+      yd.size() != 2 || xd.size() != 2) {
     return ffi::Error::InvalidArgument("resize weights must be f32[K, out]");
   }
   by = Band{start_y, stride_y, yd[0], yd[1], reinterpret_cast<const float*>(wy.untyped_data())};
@@ -382,8 +468,24 @@ ffi::Error make_bands(const ffi::AnyBuffer& wy, const ffi::AnyBuffer& wx,
       return ffi::Error::InvalidArgument("resize band must stay inside each block of inputs");
     }
   }
-  if (rd[0] != g.batch || rd[1] != by.out || rd[2] != bx.out || rd[3] != g.co ||
-      md[0] != g.batch || md[1] != by.out || md[2] != 2 || md[3] != g.co) {
+  return ffi::Error::Success();
+}
+
+// make_bands, and the shapes of the resized output [B, out_h, out_w, CO] and of its moments
+// [B, out_h, 2, CO] checked against them.
+ffi::Error make_bands(const ffi::AnyBuffer& wy, const ffi::AnyBuffer& wx,
+                      const ffi::AnyBuffer& resized, const ffi::AnyBuffer& moments,
+                      const Geometry& g, int64_t start_y, int64_t stride_y, int64_t start_x,
+                      int64_t stride_x, Band& by, Band& bx) {
+  if (auto error = make_bands(wy, wx, g, start_y, stride_y, start_x, stride_x, by, bx);
+      error.failure()) {
+    return error;
+  }
+  auto rd = resized.dimensions();
+  auto md = moments.dimensions();
+  if (rd.size() != 4 || md.size() != 4 || rd[0] != g.batch || rd[1] != by.out ||
+      rd[2] != bx.out || rd[3] != g.co || md[0] != g.batch || md[1] != by.out || md[2] != 2 ||
+      md[3] != g.co) {
     return ffi::Error::InvalidArgument("inconsistent resized or moments shapes");
   }
   return ffi::Error::Success();
@@ -442,15 +544,16 @@ ffi::Error ConvVecOutBiasLeakyResized(ffi::ThreadPool pool, ffi::AnyBuffer xpad,
 
 // Two layers, each conv + bias + leaky ReLU, the second 1x1 (w2: [1, 1, C1, C2]), returning
 // only the second's output resized and its per-(example, resized row) channel sums and sums
-// of squares, as conv_vec_out_bias_leaky_resized would from the second layer: nothing is
-// written at full resolution. For inference; training keeps the layers' outputs.
-ffi::Error ConvHeadResized(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer w1,
-                           ffi::AnyBuffer b1, ffi::AnyBuffer w2, ffi::AnyBuffer b2,
-                           ffi::AnyBuffer wy, ffi::AnyBuffer wx,
-                           ffi::Result<ffi::AnyBuffer> resized,
-                           ffi::Result<ffi::AnyBuffer> moments, float slope, int64_t height,
-                           int64_t width, int64_t start_y, int64_t stride_y, int64_t start_x,
-                           int64_t stride_x) {
+// of squares, as conv_vec_out_bias_leaky_resized would from the second layer. `first_out`
+// [B, H, W, C1], when given, receives the first layer's output (for training); else nothing is
+// written at full resolution.
+ffi::Error HeadResized(ffi::ThreadPool pool, const ffi::AnyBuffer& xpad, const ffi::AnyBuffer& w1,
+                       const ffi::AnyBuffer& b1, const ffi::AnyBuffer& w2,
+                       const ffi::AnyBuffer& b2, const ffi::AnyBuffer& wy,
+                       const ffi::AnyBuffer& wx, ffi::AnyBuffer* first_out,
+                       ffi::AnyBuffer& resized, ffi::AnyBuffer& moments, float slope,
+                       int64_t height, int64_t width, int64_t start_y, int64_t stride_y,
+                       int64_t start_x, int64_t stride_x) {
   for (auto [buffer, name] :
        {std::pair{&xpad, "xpad"}, std::pair{&w1, "w1"}, std::pair{&w2, "w2"}}) {
     if (auto error = check_rank4(*buffer, name); error.failure()) return error;
@@ -465,10 +568,17 @@ ffi::Error ConvHeadResized(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBu
       g1.co % kLanes != 0 || g2.co % kLanes != 0) {
     return ffi::Error::InvalidArgument("inconsistent convolution shapes");
   }
+  if (first_out != nullptr) {
+    auto fd = first_out->dimensions();
+    if (fd.size() != 4 || fd[0] != g1.batch || fd[1] != height || fd[2] != width ||
+        fd[3] != g1.co) {
+      return ffi::Error::InvalidArgument("first layer's output must be f32[B, H, W, C1]");
+    }
+  }
   if (auto error = check_bias(b1, g1.co); error.failure()) return error;
   if (auto error = check_bias(b2, g2.co); error.failure()) return error;
   Band by, bx;
-  if (auto error = make_bands(wy, wx, *resized, *moments, g2, start_y, stride_y, start_x,
+  if (auto error = make_bands(wy, wx, resized, moments, g2, start_y, stride_y, start_x,
                               stride_x, by, bx);
       error.failure()) {
     return error;
@@ -480,11 +590,135 @@ ffi::Error ConvHeadResized(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBu
   const float* x = reinterpret_cast<const float*>(xpad.untyped_data());
   const float* k1 = reinterpret_cast<const float*>(w1.untyped_data());
   const float* k2 = reinterpret_cast<const float*>(w2.untyped_data());
-  float* r = reinterpret_cast<float*>(resized->untyped_data());
-  float* m = reinterpret_cast<float*>(moments->untyped_data());
+  float* y1 = first_out != nullptr ? reinterpret_cast<float*>(first_out->untyped_data()) : nullptr;
+  float* r = reinterpret_cast<float*>(resized.untyped_data());
+  float* m = reinterpret_cast<float*>(moments.untyped_data());
   parallel_for(pool, g1.batch * by.out, [&](int64_t task) {
-    head_block(x, k1, k2, r, m, g1, g2, e1, e2, by, bx, task / by.out, task % by.out);
+    head_block(x, k1, k2, y1, r, m, g1, g2, e1, e2, by, bx, task / by.out, task % by.out);
   });
+  return ffi::Error::Success();
+}
+
+// For inference: nothing at full resolution.
+ffi::Error ConvHeadResized(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer w1,
+                           ffi::AnyBuffer b1, ffi::AnyBuffer w2, ffi::AnyBuffer b2,
+                           ffi::AnyBuffer wy, ffi::AnyBuffer wx,
+                           ffi::Result<ffi::AnyBuffer> resized,
+                           ffi::Result<ffi::AnyBuffer> moments, float slope, int64_t height,
+                           int64_t width, int64_t start_y, int64_t stride_y, int64_t start_x,
+                           int64_t stride_x) {
+  return HeadResized(pool, xpad, w1, b1, w2, b2, wy, wx, nullptr, *resized, *moments, slope,
+                     height, width, start_y, stride_y, start_x, stride_x);
+}
+
+// For training: also the first layer's output, which conv_head_resized_grad reads.
+ffi::Error ConvHeadResizedKeepFirst(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer w1,
+                                    ffi::AnyBuffer b1, ffi::AnyBuffer w2, ffi::AnyBuffer b2,
+                                    ffi::AnyBuffer wy, ffi::AnyBuffer wx,
+                                    ffi::Result<ffi::AnyBuffer> first_out,
+                                    ffi::Result<ffi::AnyBuffer> resized,
+                                    ffi::Result<ffi::AnyBuffer> moments, float slope,
+                                    int64_t height, int64_t width, int64_t start_y,
+                                    int64_t stride_y, int64_t start_x, int64_t stride_x) {
+  return HeadResized(pool, xpad, w1, b1, w2, b2, wy, wx, &*first_out, *resized, *moments, slope,
+                     height, width, start_y, stride_y, start_x, stride_x);
+}
+
+// The parameter gradients of conv_head_resized, per example, from the head's input xpad
+// [B, H+K-1, W+K-1, CI], its first layer's output y1 [B, H, W, C1] and the gradients of its
+// results: g_resized [B, out_h, out_w, C2] and g_moments [2, C2] (of each channel's sum and
+// sum of squares over the batch). w1 [K, K, CI, C1] gives conv_in's shape; w2 [1, 1, C1, C2],
+// w2t [1, 1, C2, C1] and b2 are conv_mix's. Results: dw1 [B, K, K, CI, C1], db1 [B, C1],
+// dw2 [B, 1, 1, C1, C2], db2 [B, C2]. Nothing is written at full resolution: the gradient
+// reaching conv_in's output lives one row at a time in cache (head_grad_row).
+ffi::Error ConvHeadResizedGrad(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer y1,
+                               ffi::AnyBuffer g_resized, ffi::AnyBuffer w1, ffi::AnyBuffer w2,
+                               ffi::AnyBuffer w2t, ffi::AnyBuffer b2, ffi::AnyBuffer g_moments,
+                               ffi::AnyBuffer wy, ffi::AnyBuffer wx,
+                               ffi::Result<ffi::AnyBuffer> dw1, ffi::Result<ffi::AnyBuffer> db1,
+                               ffi::Result<ffi::AnyBuffer> dw2, ffi::Result<ffi::AnyBuffer> db2,
+                               float slope, int64_t start_y, int64_t stride_y, int64_t start_x,
+                               int64_t stride_x) {
+  for (auto [buffer, name] :
+       {std::pair{&xpad, "xpad"}, std::pair{&y1, "y1"}, std::pair{&g_resized, "g_resized"},
+        std::pair{&w1, "w1"}, std::pair{&w2, "w2"}, std::pair{&w2t, "w2t"}}) {
+    if (auto error = check_rank4(*buffer, name); error.failure()) return error;
+  }
+  auto xd = xpad.dimensions();
+  auto yd = y1.dimensions();
+  auto d1 = w1.dimensions();
+  auto d2 = w2.dimensions();
+  auto dt = w2t.dimensions();
+  auto md = g_moments.dimensions();
+  const int64_t batch = yd[0], height = yd[1], width = yd[2], c1 = yd[3], c2 = d2[3];
+  Head h;
+  h.g1 = Geometry{batch, height, width, d1[0], xd[3], c1};
+  h.g2 = Geometry{batch, height, width, 1, c1, c2};
+  h.g2t = Geometry{batch, height, width, 1, c2, c1};
+  if (d1[1] != h.g1.k || d1[2] != h.g1.ci || d1[3] != c1 || xd[0] != batch ||
+      xd[1] != h.g1.padded_height() || xd[2] != h.g1.padded_width() || d2[0] != 1 ||
+      d2[1] != 1 || d2[2] != c1 || dt[0] != 1 || dt[1] != 1 || dt[2] != c2 || dt[3] != c1 ||
+      c1 % kLanes != 0 || c2 % kLanes != 0) {
+    return ffi::Error::InvalidArgument("inconsistent convolution shapes");
+  }
+  if (g_moments.element_type() != ffi::DataType::F32 || md.size() != 2 || md[0] != 2 ||
+      md[1] != c2) {
+    return ffi::Error::InvalidArgument("g_moments must be f32[2, C2]");
+  }
+  if (auto error = check_bias(b2, c2); error.failure()) return error;
+  if (auto error = make_bands(wy, wx, h.g2, start_y, stride_y, start_x, stride_x, h.by, h.bx);
+      error.failure()) {
+    return error;
+  }
+  auto rd = g_resized.dimensions();
+  if (rd[0] != batch || rd[1] != h.by.out || rd[2] != h.bx.out || rd[3] != c2) {
+    return ffi::Error::InvalidArgument("g_resized must be f32[B, out_h, out_w, C2]");
+  }
+  const int64_t size_w1 = h.g1.k * h.g1.k * h.g1.ci * c1, size_w2 = c1 * c2;
+  auto dims = [](ffi::Result<ffi::AnyBuffer>& r) { return r->dimensions(); };
+  if (dims(dw1).size() != 5 || dims(dw1)[0] != batch || dims(db1).size() != 2 ||
+      dims(db1)[0] != batch || dims(db1)[1] != c1 || dims(dw2).size() != 5 ||
+      dims(dw2)[0] != batch || dims(db2).size() != 2 || dims(db2)[0] != batch ||
+      dims(db2)[1] != c2 || dw1->element_count() != batch * size_w1 ||
+      dw2->element_count() != batch * size_w2) {
+    return ffi::Error::InvalidArgument("inconsistent gradient shapes");
+  }
+  h.w2 = reinterpret_cast<const float*>(w2.untyped_data());
+  h.w2t = reinterpret_cast<const float*>(w2t.untyped_data());
+  h.e2.bias = reinterpret_cast<const float*>(b2.untyped_data());
+  h.e2.slope = h.slope = slope;
+  h.g_moments = reinterpret_cast<const float*>(g_moments.untyped_data());
+  const float* x = reinterpret_cast<const float*>(xpad.untyped_data());
+  const float* first = reinterpret_cast<const float*>(y1.untyped_data());
+  const float* gr = reinterpret_cast<const float*>(g_resized.untyped_data());
+  // Fixed chunks of resized rows with private partial sums, added in a fixed order: the
+  // result depends neither on thread scheduling nor on the thread count (as ConvWeightGrad).
+  constexpr int64_t kChunkRows = 4;
+  const int64_t chunks = (h.by.out + kChunkRows - 1) / kChunkRows;
+  const int64_t size = size_w1 + c1 + size_w2 + c2;
+  std::vector<float> partial(batch * chunks * size, 0.f);
+  parallel_for(pool, batch * chunks, [&](int64_t task) {
+    float* p = partial.data() + task * size;
+    HeadGrads acc{p, p + size_w1, p + size_w1 + c1, p + size_w1 + c1 + size_w2};
+    const int64_t b = task / chunks, oy0 = task % chunks * kChunkRows;
+    head_grad_task(h, x, first, gr, acc, b, oy0, std::min(oy0 + kChunkRows, h.by.out));
+  });
+  float* outs[] = {reinterpret_cast<float*>(dw1->untyped_data()),
+                   reinterpret_cast<float*>(db1->untyped_data()),
+                   reinterpret_cast<float*>(dw2->untyped_data()),
+                   reinterpret_cast<float*>(db2->untyped_data())};
+  const int64_t offsets[] = {0, size_w1, size_w1 + c1, size_w1 + c1 + size_w2, size};
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int part = 0; part < 4; ++part) {
+      const int64_t n = offsets[part + 1] - offsets[part];
+      float* out = outs[part] + b * n;
+      std::fill(out, out + n, 0.f);
+      for (int64_t c = 0; c < chunks; ++c) {
+        const float* p = partial.data() + (b * chunks + c) * size + offsets[part];
+        for (int64_t i = 0; i < n; ++i) out[i] += p[i];
+      }
+    }
+  }
   return ffi::Error::Success();
 }
 
@@ -596,6 +830,50 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_conv_head_resized, ConvHeadResized,
                                   .Attr<float>("slope")
                                   .Attr<int64_t>("height")
                                   .Attr<int64_t>("width")
+                                  .Attr<int64_t>("start_y")
+                                  .Attr<int64_t>("stride_y")
+                                  .Attr<int64_t>("start_x")
+                                  .Attr<int64_t>("stride_x"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_conv_head_resized_keep_first, ConvHeadResizedKeepFirst,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<float>("slope")
+                                  .Attr<int64_t>("height")
+                                  .Attr<int64_t>("width")
+                                  .Attr<int64_t>("start_y")
+                                  .Attr<int64_t>("stride_y")
+                                  .Attr<int64_t>("start_x")
+                                  .Attr<int64_t>("stride_x"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_conv_head_resized_grad, ConvHeadResizedGrad,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<float>("slope")
                                   .Attr<int64_t>("start_y")
                                   .Attr<int64_t>("stride_y")
                                   .Attr<int64_t>("start_x")
