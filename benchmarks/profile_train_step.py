@@ -1,10 +1,10 @@
 """Where the learned resizer's train step spends its time, operation by operation (CPU).
 
     python benchmarks/profile_train_step.py [--threads 2] [--batch 8] [--size 448] [--top 15]
-        [--allocator retain|system]
+        [--allocator retain|system] [--inference]
 
-Traces `--steps` jitted train steps (forward, backward, BatchNorm update; no optimizer) of
-`LearnedResizer` at `--size`² → (`--size` / 2)² with `jax.profiler`, sums the time of every
+Traces `--steps` jitted train steps (forward, backward, BatchNorm update; no optimizer), or
+with `--inference` forward passes in evaluation mode, of `LearnedResizer` at `--size`² → (`--size` / 2)² with `jax.profiler`, sums the time of every
 compiled operation over the steps, and prints the totals per kind (the native convolution
 kernels, XLA's reductions, XLA's other fusions) and the `--top` operations with the shape
 each one writes, read from the compiled HLO. A custom call is opaque to XLA's cost model, so
@@ -28,6 +28,7 @@ PARSER.add_argument("--batch", type=int, default=8)
 PARSER.add_argument("--size", type=int, default=448, help="input side; the output is half")
 PARSER.add_argument("--steps", type=int, default=3, help="traced train steps")
 PARSER.add_argument("--top", type=int, default=15, help="operations listed")
+PARSER.add_argument("--inference", action="store_true", help="the forward pass instead")
 PARSER.add_argument(
     "--allocator",
     choices=("retain", "system"),
@@ -73,8 +74,12 @@ def main() -> None:
         )
         return jnp.mean(out**2), updates
 
-    step = jax.jit(jax.grad(loss, has_aux=True))
-    args = (variables["params"], variables["batch_stats"], images)
+    if ARGS.inference:
+        step = jax.jit(lambda variables, images: model.apply(variables, images)[0])
+        args = (variables, images)
+    else:
+        step = jax.jit(jax.grad(loss, has_aux=True))
+        args = (variables["params"], variables["batch_stats"], images)
     hlo = step.lower(*args).compile().as_text()
     for _ in range(2):
         jax.block_until_ready(step(*args))
@@ -98,7 +103,7 @@ def main() -> None:
     for name, ms in per_op.items():
         per_kind[kind(name)] += ms
     print(
-        f"LearnedResizer train step, batch {ARGS.batch}, {ARGS.size}² → {ARGS.size // 2}², "
+        f"LearnedResizer {'inference' if ARGS.inference else 'train step'}, batch {ARGS.batch}, {ARGS.size}² → {ARGS.size // 2}², "
         f"{jax.devices()[0].platform}; mean over {ARGS.steps} traced steps: {total:.0f} ms "
         "in compiled operations.\n"
     )
