@@ -71,20 +71,25 @@ struct Epilogue {
 
 // ---- conv_vec_out -------------------------------------------------------------------------
 
-// One output row segment of XB pixels, one 16-channel block of outputs.
-template <int XB>
+// One output row segment of XB pixels, one 16-channel block of outputs. CI > 0 is the input
+// channel count as a constant (CI == 0: read from g), so the XB pixels' inputs are constant
+// displacements from one address: with a runtime count GCC keeps one register per pixel and,
+// short of registers, reloads some from the stack in the inner loop, which then waits on the
+// load ports rather than the FMAs.
+template <int XB, int CI>
 inline void vec_out_block(const float* xrow0, const float* w, float* out,
                           const Geometry& g, const Epilogue& e, int64_t x0, int64_t cob) {
-  const int64_t kci = g.k * g.ci;
-  const int64_t row_stride = g.padded_width() * g.ci;
+  const int64_t ci = CI > 0 ? CI : g.ci;
+  const int64_t kci = g.k * ci;
+  const int64_t row_stride = g.padded_width() * ci;
   v16 acc[XB];
   for (int j = 0; j < XB; ++j) acc[j] = v16{};
   for (int64_t ky = 0; ky < g.k; ++ky) {
-    const float* xrow = xrow0 + ky * row_stride + x0 * g.ci;
+    const float* xrow = xrow0 + ky * row_stride + x0 * ci;
     const float* wk = w + ky * kci * g.co + cob;
     for (int64_t m = 0; m < kci; ++m) {
       const v16 wv = load(wk + m * g.co);
-      for (int j = 0; j < XB; ++j) acc[j] += xrow[j * g.ci + m] * wv;
+      for (int j = 0; j < XB; ++j) acc[j] += xrow[j * ci + m] * wv;
     }
   }
   if (e.bias != nullptr) {
@@ -97,15 +102,28 @@ inline void vec_out_block(const float* xrow0, const float* w, float* out,
   for (int j = 0; j < XB; ++j) store(out + (x0 + j) * g.co + cob, acc[j]);
 }
 
-// One output row: xrow0 is the first of the K padded input rows it reads, orow the row.
-void conv_vec_out_row(const float* xrow0, const float* w, float* orow, const Geometry& g,
-                      const Epilogue& e) {
+template <int CI>
+void vec_out_row(const float* xrow0, const float* w, float* orow, const Geometry& g,
+                 const Epilogue& e) {
   constexpr int XB = 12;
   for (int64_t cob = 0; cob < g.co; cob += kLanes) {
     int64_t x = 0;
-    for (; x + XB <= g.width; x += XB) vec_out_block<XB>(xrow0, w, orow, g, e, x, cob);
-    for (; x + 4 <= g.width; x += 4) vec_out_block<4>(xrow0, w, orow, g, e, x, cob);
-    for (; x < g.width; ++x) vec_out_block<1>(xrow0, w, orow, g, e, x, cob);
+    for (; x + XB <= g.width; x += XB) vec_out_block<XB, CI>(xrow0, w, orow, g, e, x, cob);
+    for (; x + 4 <= g.width; x += 4) vec_out_block<4, CI>(xrow0, w, orow, g, e, x, cob);
+    for (; x < g.width; ++x) vec_out_block<1, CI>(xrow0, w, orow, g, e, x, cob);
+  }
+}
+
+// One output row: xrow0 is the first of the K padded input rows it reads, orow the row.
+// 16 input channels (the learned resizer's 3x3 and 1x1 layers) are compiled as a constant;
+// for its 3-channel 7x7 layers a constant channel count (and kernel size) made them slower
+// (forward pass of 8 x 448²: 37-52 against 32-38 ms), so other counts stay read at run time.
+void conv_vec_out_row(const float* xrow0, const float* w, float* orow, const Geometry& g,
+                      const Epilogue& e) {
+  if (g.ci == 16) {
+    vec_out_row<16>(xrow0, w, orow, g, e);
+  } else {
+    vec_out_row<0>(xrow0, w, orow, g, e);
   }
 }
 
@@ -194,22 +212,25 @@ void head_block(const float* xpad, const float* w1, const float* w2, float* firs
 
 // ---- conv_vec_in --------------------------------------------------------------------------
 
-template <int XB, int CB>
+// XB pixels, CB output channels from co0, vectorised over the input channels; CI > 0 is
+// their count as a constant (as in vec_out_block).
+template <int XB, int CB, int CI>
 inline void vec_in_block(const float* xrow0, const float* wt, float* out, const Geometry& g,
                          int64_t x0, int64_t co0) {
-  const int64_t row_stride = g.padded_width() * g.ci;
+  const int64_t ci = CI > 0 ? CI : g.ci;
+  const int64_t row_stride = g.padded_width() * ci;
   v16 acc[XB][CB];
   for (int j = 0; j < XB; ++j)
     for (int c = 0; c < CB; ++c) acc[j][c] = v16{};
   for (int64_t ky = 0; ky < g.k; ++ky) {
-    const float* xrow = xrow0 + ky * row_stride + x0 * g.ci;
+    const float* xrow = xrow0 + ky * row_stride + x0 * ci;
     for (int64_t kx = 0; kx < g.k; ++kx) {
-      const float* wk = wt + ((ky * g.k + kx) * g.co + co0) * g.ci;
-      for (int64_t cib = 0; cib < g.ci; cib += kLanes) {
+      const float* wk = wt + ((ky * g.k + kx) * g.co + co0) * ci;
+      for (int64_t cib = 0; cib < ci; cib += kLanes) {
         v16 wv[CB];
-        for (int c = 0; c < CB; ++c) wv[c] = load(wk + c * g.ci + cib);
+        for (int c = 0; c < CB; ++c) wv[c] = load(wk + c * ci + cib);
         for (int j = 0; j < XB; ++j) {
-          const v16 xv = load(xrow + (j + kx) * g.ci + cib);
+          const v16 xv = load(xrow + (j + kx) * ci + cib);
           for (int c = 0; c < CB; ++c) acc[j][c] += xv * wv[c];
         }
       }
@@ -219,26 +240,35 @@ inline void vec_in_block(const float* xrow0, const float* wt, float* out, const 
     for (int c = 0; c < CB; ++c) out[(x0 + j) * g.co + co0 + c] = hsum(acc[j][c]);
 }
 
-template <int CB>
+template <int CB, int CI>
 void vec_in_columns(const float* xrow0, const float* wt, float* orow, const Geometry& g,
                     int64_t co0) {
   constexpr int XB = CB <= 2 ? 8 : 6;
   int64_t x = 0;
-  for (; x + XB <= g.width; x += XB) vec_in_block<XB, CB>(xrow0, wt, orow, g, x, co0);
-  for (; x < g.width; ++x) vec_in_block<1, CB>(xrow0, wt, orow, g, x, co0);
+  for (; x + XB <= g.width; x += XB) vec_in_block<XB, CB, CI>(xrow0, wt, orow, g, x, co0);
+  for (; x < g.width; ++x) vec_in_block<1, CB, CI>(xrow0, wt, orow, g, x, co0);
+}
+
+template <int CI>
+void vec_in_row(const float* xrow0, const float* wt, float* orow, const Geometry& g) {
+  int64_t co = 0;
+  for (; co + 4 <= g.co; co += 4) vec_in_columns<4, CI>(xrow0, wt, orow, g, co);
+  switch (g.co - co) {
+    case 3: vec_in_columns<3, CI>(xrow0, wt, orow, g, co); break;
+    case 2: vec_in_columns<2, CI>(xrow0, wt, orow, g, co); break;
+    case 1: vec_in_columns<1, CI>(xrow0, wt, orow, g, co); break;
+    default: break;
+  }
 }
 
 void conv_vec_in_row(const float* xpad, const float* wt, float* out, const Geometry& g,
                      int64_t b, int64_t y) {
   const float* xrow0 = xpad + (b * g.padded_height() + y) * g.padded_width() * g.ci;
   float* orow = out + (b * g.height + y) * g.width * g.co;
-  int64_t co = 0;
-  for (; co + 4 <= g.co; co += 4) vec_in_columns<4>(xrow0, wt, orow, g, co);
-  switch (g.co - co) {
-    case 3: vec_in_columns<3>(xrow0, wt, orow, g, co); break;
-    case 2: vec_in_columns<2>(xrow0, wt, orow, g, co); break;
-    case 1: vec_in_columns<1>(xrow0, wt, orow, g, co); break;
-    default: break;
+  if (g.ci == 16) {
+    vec_in_row<16>(xrow0, wt, orow, g);
+  } else {
+    vec_in_row<0>(xrow0, wt, orow, g);
   }
 }
 
