@@ -4,8 +4,9 @@
         [--allocator retain|system] [--inference]
 
 Traces `--steps` jitted train steps (forward, backward, BatchNorm update; no optimizer), or
-with `--inference` forward passes in evaluation mode, of `LearnedResizer` at `--size`² → (`--size` / 2)² with `jax.profiler`, sums the time of every
-compiled operation over the steps, and prints the totals per kind (the native convolution
+with `--inference` forward passes in evaluation mode, of `LearnedResizer` at `--size`² →
+(`--size` / 2)² with `jax.profiler`, sums the time of every compiled operation over the
+steps, and prints the totals per kind (the native convolution
 kernels, XLA's reductions, XLA's other fusions) and the `--top` operations with the shape
 each one writes, read from the compiled HLO. A custom call is opaque to XLA's cost model, so
 this is the way to see the native kernels beside the fusions around them.
@@ -102,8 +103,9 @@ def main() -> None:
     per_kind = collections.Counter()
     for name, ms in per_op.items():
         per_kind[kind(name)] += ms
+    measure = "inference" if ARGS.inference else "train step"
     print(
-        f"LearnedResizer {'inference' if ARGS.inference else 'train step'}, batch {ARGS.batch}, {ARGS.size}² → {ARGS.size // 2}², "
+        f"LearnedResizer {measure}, batch {ARGS.batch}, {ARGS.size}² → {ARGS.size // 2}², "
         f"{jax.devices()[0].platform}; mean over {ARGS.steps} traced steps: {total:.0f} ms "
         "in compiled operations.\n"
     )
