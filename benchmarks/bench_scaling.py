@@ -3,7 +3,8 @@
 PyTorch reference, and the saliency sampler against the memory-bound floor.
 
     python benchmarks/bench_scaling.py --threads 2 [--sizes 224,448,896,1792] \
-        [--batches 1,8,32] [--frontends learned,saliency] [--rounds 3] [--reps 2]
+        [--batches 1,8,32] [--frontends learned,saliency] [--rounds 3] [--reps 2] \
+        [--allocator retain|system]
 
 Scaling table: each front-end at each input side S (output side S/4) and batch B, inference
 (jitted, median of `--reps` calls after one warm-up). Beside it, per cell: the same input's
@@ -18,6 +19,10 @@ full-resolution features take 64 bytes a pixel).
 Floor table (`--floor-batch 4`, → 224²): the SaliencySampler, an antialiased bilinear resize
 and the mean-pool pass at each size, ours and the reference's, in the same rounds; the
 sampler's time over the mean-pool pass's is its distance from the floor.
+
+`--allocator` as in `bench_frontends.py`: by default both sides keep freed memory in the
+process (`resize_jax.cpu_memory`; `GLIBC_TUNABLES` for the reference), `system` keeps glibc's
+defaults on both.
 
 Writes `<out>/bench_scaling.{json,md}` and prints both tables.
 """
@@ -51,6 +56,7 @@ def _parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--allocator", choices=("retain", "system"), default="retain")
     p.add_argument("--out", default="benchmarks/results")
     return p.parse_args(argv)
 
@@ -58,13 +64,18 @@ def _parse_args(argv=None):
 ARGS = _parse_args() if __name__ == "__main__" else None
 if ARGS is not None and ARGS.threads:
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: ARGS.threads])
+if ARGS is not None and ARGS.allocator == "retain":
+    # Before the first computation, as in bench_frontends.py.
+    from resize_jax import cpu_memory
+
+    cpu_memory.retain_freed_memory()
 
 import jax  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_frontends as common  # noqa: E402
 
-from resize_jax import ops  # noqa: E402
+from resize_jax import cpu_memory, ops  # noqa: E402
 from resize_jax.frontends import LearnedResizer  # noqa: E402
 from resize_jax.frontends.saliency import SaliencySampler, _block_mean  # noqa: E402
 
@@ -117,11 +128,15 @@ def _reference_round(args, reference, cells, threads):
     seconds = [None] * len(cells)
     if not jobs:
         return seconds
+    env = dict(os.environ)
+    if args.allocator == "retain":
+        env["GLIBC_TUNABLES"] = cpu_memory.GLIBC_TUNABLES
     done = subprocess.run(
         [args.reference_python, reference, "--many", json.dumps(jobs)],
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     if done.returncode != 0:
         print(f"reference failed: {done.stderr.strip()[-500:]}", file=sys.stderr)
@@ -211,6 +226,7 @@ def main(args):
         "reps": args.reps,
         "reference": reference,
         "reference_setting": args.reference_setting,
+        "allocator": args.allocator,
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
     }
     text = format_tables(rows, meta)
@@ -229,7 +245,8 @@ def format_tables(rows, meta):
     lines = [
         f"{meta['backend']}, {meta['threads']} threads, jax {meta['jax']}; f32 matmul rate "
         f"{meta['matmul_gflop_per_s']:.1f} GFLOP/s; inference, medians of {meta['rounds']} "
-        f"rounds × {meta['reps']} reps; reference: {meta['reference_setting']}.",
+        f"rounds × {meta['reps']} reps; reference: {meta['reference_setting']}; allocator: "
+        f"{meta.get('allocator', 'system')} (both sides).",
         "",
         "| front-end | in→out | batch | ms | ms/img | reference ms | ratio | GFLOP/s | % matmul "
         "| input GB/s | mean-pool ms | × mean-pool |",
