@@ -75,9 +75,11 @@ struct Epilogue {
 // channel count as a constant (CI == 0: read from g), so the XB pixels' inputs are constant
 // displacements from one address: with a runtime count GCC keeps one register per pixel and,
 // short of registers, reloads some from the stack in the inner loop, which then waits on the
-// load ports rather than the FMAs.
+// load ports rather than the FMAs. Without predictive commoning: with 3 channels it carries
+// the inputs that neighbouring pixels share across iterations in registers, spills them to
+// the stack and makes the loop slower instead of saving loads (it helps vec_in_block, below).
 template <int XB, int CI>
-inline void vec_out_block(const float* xrow0, const float* w, float* out,
+__attribute__((optimize("no-predictive-commoning"))) inline void vec_out_block(const float* xrow0, const float* w, float* out,
                           const Geometry& g, const Epilogue& e, int64_t x0, int64_t cob) {
   const int64_t ci = CI > 0 ? CI : g.ci;
   const int64_t kci = g.k * ci;
@@ -114,16 +116,14 @@ void vec_out_row(const float* xrow0, const float* w, float* orow, const Geometry
   }
 }
 
-// One output row: xrow0 is the first of the K padded input rows it reads, orow the row.
-// 16 input channels (the learned resizer's 3x3 and 1x1 layers) are compiled as a constant;
-// for its 3-channel 7x7 layers a constant channel count (and kernel size) made them slower
-// (forward pass of 8 x 448²: 37-52 against 32-38 ms), so other counts stay read at run time.
+// One output row: xrow0 is the first of the K padded input rows it reads, orow the row. The
+// learned resizer's input channel counts (3 and 16) are compiled as constants.
 void conv_vec_out_row(const float* xrow0, const float* w, float* orow, const Geometry& g,
                       const Epilogue& e) {
-  if (g.ci == 16) {
-    vec_out_row<16>(xrow0, w, orow, g, e);
-  } else {
-    vec_out_row<0>(xrow0, w, orow, g, e);
+  switch (g.ci) {
+    case 3: vec_out_row<3>(xrow0, w, orow, g, e); break;
+    case 16: vec_out_row<16>(xrow0, w, orow, g, e); break;
+    default: vec_out_row<0>(xrow0, w, orow, g, e); break;
   }
 }
 
