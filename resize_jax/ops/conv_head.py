@@ -80,7 +80,7 @@ def _native_head(slope: float, spec: Resize, x_shape: tuple[int, ...], keep_firs
             results, target = (first, *results), target + "_keep_first"
         call = jax.ffi.ffi_call(target, results)
         return call(
-            conv._pad(x, w1.shape[0]),
+            x,
             w1,
             b1,
             w2,
@@ -124,7 +124,7 @@ def _native_head_grad(slope: float, spec: Resize, x_shape: tuple[int, ...]):
         )
         call = jax.ffi.ffi_call("resize_jax_conv_head_resized_grad", results)
         return call(
-            conv._pad(x, size),
+            x,
             y1,
             g_resized,
             w1,

@@ -185,24 +185,46 @@ void resized_block(const float* xpad, const float* w, float* out, float* resized
                           oy);
 }
 
+// Rows [y0 - K/2, y0 + rows + K/2) of example b of x [B, H, W, CI] (g's height, width and
+// channels), zero-padded by K/2 on every side, into window [rows + K - 1, W + K - 1, CI]: the
+// padded input a task of rows [y0, y0 + rows) reads, made in cache instead of by a separate
+// pass that writes the whole padded input.
+void padded_rows(const float* x, const Geometry& g, int64_t b, int64_t y0, int64_t rows,
+                 float* window) {
+  const int64_t pad = g.k / 2, line = g.padded_width() * g.ci;
+  for (int64_t r = 0; r < rows + g.k - 1; ++r) {
+    float* dst = window + r * line;
+    const int64_t y = y0 - pad + r;
+    if (y < 0 || y >= g.height) {
+      std::fill(dst, dst + line, 0.f);
+      continue;
+    }
+    std::fill(dst, dst + pad * g.ci, 0.f);
+    std::memcpy(dst + pad * g.ci, x + (b * g.height + y) * g.width * g.ci,
+                g.width * g.ci * sizeof(float));
+    std::fill(dst + (pad + g.width) * g.ci, dst + line, 0.f);
+  }
+}
+
 // Task (b, oy) of conv_head_resized: two layers, the second 1x1, with the second's output never
 // written at full resolution. Each of the block's rows goes through the first layer into a row
 // of `first_out` (the backward pass keeps it) or, when that is null, of scratch, and through
 // the second layer into the block's scratch, which is then reduced and resized.
-void head_block(const float* xpad, const float* w1, const float* w2, float* first_out,
+void head_block(const float* x, const float* w1, const float* w2, float* first_out,
                 float* resized, float* moments, const Geometry& g1, const Geometry& g2,
                 const Epilogue& e1, const Epilogue& e2, const Band& by, const Band& bx,
                 int64_t b, int64_t oy) {
-  thread_local std::vector<float> scratch, block;
+  thread_local std::vector<float> window, scratch, block;
+  window.resize((by.stride + g1.k - 1) * g1.padded_width() * g1.ci);
   scratch.resize(g1.width * g1.co);
   block.resize(by.stride * g2.width * g2.co);
   const int64_t first = oy * by.stride;
+  padded_rows(x, g1, b, first, by.stride, window.data());
   for (int64_t i = 0; i < by.stride; ++i) {
     const int64_t y = first + i;
     float* row =
         first_out != nullptr ? first_out + (b * g1.height + y) * g1.width * g1.co : scratch.data();
-    conv_vec_out_row(xpad + (b * g1.padded_height() + y) * g1.padded_width() * g1.ci, w1, row,
-                     g1, e1);
+    conv_vec_out_row(window.data() + i * g1.padded_width() * g1.ci, w1, row, g1, e1);
     conv_vec_out_row(row, w2, block.data() + i * g2.width * g2.co, g2, e2);
   }
   reduce_and_resize_block(block.data(), moments + ((b * by.out + oy) * 2) * g2.co,
@@ -395,19 +417,21 @@ void head_grad_row(const Head& h, const float* xrow0, const float* y1row, const 
 
 // Task (b, resized rows [oy0, oy1)) of conv_head_resized_grad: every full-resolution row of
 // those blocks, in order, into the task's partial sums.
-void head_grad_task(const Head& h, const float* xpad, const float* y1, const float* g_resized,
+void head_grad_task(const Head& h, const float* x, const float* y1, const float* g_resized,
                     HeadGrads acc, int64_t b, int64_t oy0, int64_t oy1) {
-  thread_local std::vector<float> y2row, g2row, g1row;
+  thread_local std::vector<float> window, y2row, g2row, g1row;
+  const Geometry& g1 = h.g1;
+  window.resize((h.by.stride + g1.k - 1) * g1.padded_width() * g1.ci);
   y2row.resize(h.g2.width * h.g2.co);
   g2row.resize(h.g2.width * h.g2.co);
-  g1row.resize(h.g1.width * h.g1.co);
-  const Geometry& g1 = h.g1;
+  g1row.resize(g1.width * g1.co);
   for (int64_t oy = oy0; oy < oy1; ++oy) {
     const float* gres = g_resized + (b * h.by.out + oy) * h.bx.out * h.g2.co;
+    padded_rows(x, g1, b, oy * h.by.stride, h.by.stride, window.data());
     for (int64_t i = 0; i < h.by.stride; ++i) {
       const int64_t y = oy * h.by.stride + i, ty = i - h.by.start;
       const bool in_band = ty >= 0 && ty < h.by.taps;
-      head_grad_row(h, xpad + (b * g1.padded_height() + y) * g1.padded_width() * g1.ci,
+      head_grad_row(h, window.data() + i * g1.padded_width() * g1.ci,
                     y1 + (b * g1.height + y) * g1.width * g1.co, gres, in_band,
                     in_band ? h.by.weight(ty, oy) : 0.f, acc, y2row.data(),
                     g2row.data(), g1row.data());
@@ -577,7 +601,7 @@ ffi::Error ConvVecOutBiasLeakyResized(ffi::ThreadPool pool, ffi::AnyBuffer xpad,
 // of squares, as conv_vec_out_bias_leaky_resized would from the second layer. `first_out`
 // [B, H, W, C1], when given, receives the first layer's output (for training); else nothing is
 // written at full resolution.
-ffi::Error HeadResized(ffi::ThreadPool pool, const ffi::AnyBuffer& xpad, const ffi::AnyBuffer& w1,
+ffi::Error HeadResized(ffi::ThreadPool pool, const ffi::AnyBuffer& x, const ffi::AnyBuffer& w1,
                        const ffi::AnyBuffer& b1, const ffi::AnyBuffer& w2,
                        const ffi::AnyBuffer& b2, const ffi::AnyBuffer& wy,
                        const ffi::AnyBuffer& wx, ffi::AnyBuffer* first_out,
@@ -585,16 +609,15 @@ ffi::Error HeadResized(ffi::ThreadPool pool, const ffi::AnyBuffer& xpad, const f
                        int64_t height, int64_t width, int64_t start_y, int64_t stride_y,
                        int64_t start_x, int64_t stride_x) {
   for (auto [buffer, name] :
-       {std::pair{&xpad, "xpad"}, std::pair{&w1, "w1"}, std::pair{&w2, "w2"}}) {
+       {std::pair{&x, "x"}, std::pair{&w1, "w1"}, std::pair{&w2, "w2"}}) {
     if (auto error = check_rank4(*buffer, name); error.failure()) return error;
   }
-  auto xd = xpad.dimensions();
+  auto xd = x.dimensions();
   auto d1 = w1.dimensions();
   auto d2 = w2.dimensions();
   Geometry g1{xd[0], height, width, d1[0], xd[3], d1[3]};
   Geometry g2{xd[0], height, width, 1, d1[3], d2[3]};
-  if (d1[1] != g1.k || d1[2] != g1.ci || xd[1] != g1.padded_height() ||
-      xd[2] != g1.padded_width() || d2[0] != 1 || d2[1] != 1 || d2[2] != g2.ci ||
+  if (d1[1] != g1.k || d1[2] != g1.ci || xd[1] != height || xd[2] != width || d2[0] != 1 || d2[1] != 1 || d2[2] != g2.ci ||
       g1.co % kLanes != 0 || g2.co % kLanes != 0) {
     return ffi::Error::InvalidArgument("inconsistent convolution shapes");
   }
@@ -617,32 +640,32 @@ ffi::Error HeadResized(ffi::ThreadPool pool, const ffi::AnyBuffer& xpad, const f
   e1.bias = reinterpret_cast<const float*>(b1.untyped_data());
   e2.bias = reinterpret_cast<const float*>(b2.untyped_data());
   e1.slope = e2.slope = slope;
-  const float* x = reinterpret_cast<const float*>(xpad.untyped_data());
+  const float* input = reinterpret_cast<const float*>(x.untyped_data());
   const float* k1 = reinterpret_cast<const float*>(w1.untyped_data());
   const float* k2 = reinterpret_cast<const float*>(w2.untyped_data());
   float* y1 = first_out != nullptr ? reinterpret_cast<float*>(first_out->untyped_data()) : nullptr;
   float* r = reinterpret_cast<float*>(resized.untyped_data());
   float* m = reinterpret_cast<float*>(moments.untyped_data());
   parallel_for(pool, g1.batch * by.out, [&](int64_t task) {
-    head_block(x, k1, k2, y1, r, m, g1, g2, e1, e2, by, bx, task / by.out, task % by.out);
+    head_block(input, k1, k2, y1, r, m, g1, g2, e1, e2, by, bx, task / by.out, task % by.out);
   });
   return ffi::Error::Success();
 }
 
 // For inference: nothing at full resolution.
-ffi::Error ConvHeadResized(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer w1,
+ffi::Error ConvHeadResized(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer w1,
                            ffi::AnyBuffer b1, ffi::AnyBuffer w2, ffi::AnyBuffer b2,
                            ffi::AnyBuffer wy, ffi::AnyBuffer wx,
                            ffi::Result<ffi::AnyBuffer> resized,
                            ffi::Result<ffi::AnyBuffer> moments, float slope, int64_t height,
                            int64_t width, int64_t start_y, int64_t stride_y, int64_t start_x,
                            int64_t stride_x) {
-  return HeadResized(pool, xpad, w1, b1, w2, b2, wy, wx, nullptr, *resized, *moments, slope,
+  return HeadResized(pool, x, w1, b1, w2, b2, wy, wx, nullptr, *resized, *moments, slope,
                      height, width, start_y, stride_y, start_x, stride_x);
 }
 
 // For training: also the first layer's output, which conv_head_resized_grad reads.
-ffi::Error ConvHeadResizedKeepFirst(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer w1,
+ffi::Error ConvHeadResizedKeepFirst(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer w1,
                                     ffi::AnyBuffer b1, ffi::AnyBuffer w2, ffi::AnyBuffer b2,
                                     ffi::AnyBuffer wy, ffi::AnyBuffer wx,
                                     ffi::Result<ffi::AnyBuffer> first_out,
@@ -650,18 +673,18 @@ ffi::Error ConvHeadResizedKeepFirst(ffi::ThreadPool pool, ffi::AnyBuffer xpad, f
                                     ffi::Result<ffi::AnyBuffer> moments, float slope,
                                     int64_t height, int64_t width, int64_t start_y,
                                     int64_t stride_y, int64_t start_x, int64_t stride_x) {
-  return HeadResized(pool, xpad, w1, b1, w2, b2, wy, wx, &*first_out, *resized, *moments, slope,
+  return HeadResized(pool, x, w1, b1, w2, b2, wy, wx, &*first_out, *resized, *moments, slope,
                      height, width, start_y, stride_y, start_x, stride_x);
 }
 
-// The parameter gradients of conv_head_resized, per example, from the head's input xpad
-// [B, H+K-1, W+K-1, CI], its first layer's output y1 [B, H, W, C1] and the gradients of its
+// The parameter gradients of conv_head_resized, per example, from the head's input x
+// [B, H, W, CI], its first layer's output y1 [B, H, W, C1] and the gradients of its
 // results: g_resized [B, out_h, out_w, C2] and g_moments [2, C2] (of each channel's sum and
 // sum of squares over the batch). w1 [K, K, CI, C1] gives conv_in's shape; w2 [1, 1, C1, C2],
 // w2t [1, 1, C2, C1] and b2 are conv_mix's. Results: dw1 [B, K, K, CI, C1], db1 [B, C1],
 // dw2 [B, 1, 1, C1, C2], db2 [B, C2]. Nothing is written at full resolution: the gradient
 // reaching conv_in's output lives one row at a time in cache (head_grad_row).
-ffi::Error ConvHeadResizedGrad(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer y1,
+ffi::Error ConvHeadResizedGrad(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer y1,
                                ffi::AnyBuffer g_resized, ffi::AnyBuffer w1, ffi::AnyBuffer w2,
                                ffi::AnyBuffer w2t, ffi::AnyBuffer b2, ffi::AnyBuffer g_moments,
                                ffi::AnyBuffer wy, ffi::AnyBuffer wx,
@@ -670,11 +693,11 @@ ffi::Error ConvHeadResizedGrad(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::A
                                float slope, int64_t start_y, int64_t stride_y, int64_t start_x,
                                int64_t stride_x) {
   for (auto [buffer, name] :
-       {std::pair{&xpad, "xpad"}, std::pair{&y1, "y1"}, std::pair{&g_resized, "g_resized"},
+       {std::pair{&x, "x"}, std::pair{&y1, "y1"}, std::pair{&g_resized, "g_resized"},
         std::pair{&w1, "w1"}, std::pair{&w2, "w2"}, std::pair{&w2t, "w2t"}}) {
     if (auto error = check_rank4(*buffer, name); error.failure()) return error;
   }
-  auto xd = xpad.dimensions();
+  auto xd = x.dimensions();
   auto yd = y1.dimensions();
   auto d1 = w1.dimensions();
   auto d2 = w2.dimensions();
@@ -686,7 +709,7 @@ ffi::Error ConvHeadResizedGrad(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::A
   h.g2 = Geometry{batch, height, width, 1, c1, c2};
   h.g2t = Geometry{batch, height, width, 1, c2, c1};
   if (d1[1] != h.g1.k || d1[2] != h.g1.ci || d1[3] != c1 || xd[0] != batch ||
-      xd[1] != h.g1.padded_height() || xd[2] != h.g1.padded_width() || d2[0] != 1 ||
+      xd[1] != height || xd[2] != width || d2[0] != 1 ||
       d2[1] != 1 || d2[2] != c1 || dt[0] != 1 || dt[1] != 1 || dt[2] != c2 || dt[3] != c1 ||
       c1 % kLanes != 0 || c2 % kLanes != 0) {
     return ffi::Error::InvalidArgument("inconsistent convolution shapes");
@@ -718,7 +741,7 @@ ffi::Error ConvHeadResizedGrad(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::A
   h.e2.bias = reinterpret_cast<const float*>(b2.untyped_data());
   h.e2.slope = h.slope = slope;
   h.g_moments = reinterpret_cast<const float*>(g_moments.untyped_data());
-  const float* x = reinterpret_cast<const float*>(xpad.untyped_data());
+  const float* input = reinterpret_cast<const float*>(x.untyped_data());
   const float* first = reinterpret_cast<const float*>(y1.untyped_data());
   const float* gr = reinterpret_cast<const float*>(g_resized.untyped_data());
   // Fixed chunks of resized rows with private partial sums, added in a fixed order: the
@@ -731,7 +754,7 @@ ffi::Error ConvHeadResizedGrad(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::A
     float* p = partial.data() + task * size;
     HeadGrads acc{p, p + size_w1, p + size_w1 + c1, p + size_w1 + c1 + size_w2};
     const int64_t b = task / chunks, oy0 = task % chunks * kChunkRows;
-    head_grad_task(h, x, first, gr, acc, b, oy0, std::min(oy0 + kChunkRows, h.by.out));
+    head_grad_task(h, input, first, gr, acc, b, oy0, std::min(oy0 + kChunkRows, h.by.out));
   });
   float* outs[] = {reinterpret_cast<float*>(dw1->untyped_data()),
                    reinterpret_cast<float*>(db1->untyped_data()),
