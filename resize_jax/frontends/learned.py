@@ -23,10 +23,11 @@ from flax.linen.dtypes import promote_dtype
 
 from resize_jax import ops
 from resize_jax.frontends.base import FrontEnd, keep_checked, resolve_renamed_fields
+from resize_jax.frontends.batch_norm import BatchNorm
 from resize_jax.frontends.conv_leaky import ConvLeakyWeights
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.frontends.resized_batch_norm import ResizedBatchNorm
-from resize_jax.models.common import ModuleDef, norm_def
+from resize_jax.models.common import ModuleDef
 from resize_jax.ops.checks import (
     check_bool,
     check_choice,
@@ -148,7 +149,14 @@ class LearnedResizer(FrontEnd):
             param_dtype=self.param_dtype,
             conv_general_dilated=conv_general_dilated,
         )
-        norm = norm_def(self)
+        # flax's BatchNorm variables and semantics with a one-pass backward (batch_norm.py).
+        norm = functools.partial(
+            BatchNorm,
+            momentum=self.bn_momentum,
+            epsilon=self.bn_epsilon,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
         n = self.num_filters
         x = images.astype(self.dtype)
 

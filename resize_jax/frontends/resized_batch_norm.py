@@ -28,6 +28,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import lax
 
+from resize_jax.frontends.batch_norm import running_statistics, update_running
 from resize_jax.ops.conv_resized import ResizedFeatures
 
 
@@ -62,13 +63,12 @@ class ResizedBatchNorm(nn.Module):
                 "`ResizedBatchNorm` takes an array `x` with a `resize`, or `ResizedFeatures` "
                 f"with `resize=None`; got {type(x).__name__} and resize={resize!r}."
             )
-        features = (x.resized.shape[-1],) if given else (x.shape[-1],)
-        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
-        ra_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
-        scale = self.param("scale", nn.initializers.ones, features, self.param_dtype)
-        bias = self.param("bias", nn.initializers.zeros, features, self.param_dtype)
+        features = x.resized.shape[-1] if given else x.shape[-1]
+        running = running_statistics(self, features)
+        scale = self.param("scale", nn.initializers.ones, (features,), self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, (features,), self.param_dtype)
         if use_running_average:
-            mean, var = ra_mean.value, ra_var.value
+            mean, var = (v.value for v in running)
         else:
             if given:
                 mean, mean_of_squares = x.mean, x.mean_of_squares
@@ -78,9 +78,7 @@ class ResizedBatchNorm(nn.Module):
                 mean = jnp.mean(stats_input, axes)
                 mean_of_squares = jnp.mean(jnp.square(stats_input), axes)
             var = jnp.maximum(0.0, mean_of_squares - jnp.square(mean))
-            if not self.is_initializing():
-                ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
-                ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+            update_running(self, running, (mean, var), self.momentum)
         resized = x.resized if given else resize(x)
         y = (resized - mean) * (lax.rsqrt(var + self.epsilon) * scale) + bias
         return jnp.asarray(y, self.dtype or jnp.result_type(resized, scale, bias))
