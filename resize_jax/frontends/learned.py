@@ -164,7 +164,8 @@ class LearnedResizer(FrontEnd):
         # conv_in and conv_mix (conv + bias + LeakyReLU each, nn.Conv's variables), then
         # resize(BN(y)) normalising after the resize: the head hands over only what that
         # needs, the resized features and their statistics, and on CPU computes them without
-        # writing the full-resolution features at all in inference (ops/conv_head.py).
+        # writing the full-resolution features at all in inference, and only conv_in's in
+        # training, whose gradient pass is one native call too (ops/conv_head.py).
         weights = functools.partial(ConvLeakyWeights, param_dtype=self.param_dtype)
         first = weights(n, 7, name="conv_in")(channels)
         second = weights(n, 1, name="conv_mix")(n)

@@ -19,6 +19,10 @@
 //                   w is passed as wt: [K, K, CO, CI].
 //   conv_weight_grad: dw[ky, kx, ci, co] = sum_{b,y,x} xpad[b, y+ky, x+kx, ci] g[b, y, x, co],
 //                   vectorised over CO (CO % 16 == 0), one sum per group of examples.
+// Two more run the learned resizer's head (a conv + bias + leaky ReLU, then a 1x1 one, whose
+// output is needed only resized and through its statistics) from the unpadded input:
+//   conv_head_resized (and _keep_first, which also writes the first layer's output), and
+//   conv_head_resized_grad: both layers' parameter gradients in one pass.
 // Work is split over (batch, row) across XLA's intra-op thread pool.
 
 #include <algorithm>
