@@ -4,9 +4,11 @@ For each layer at the paper's shapes (batch 8, 448→224, n = 16) it times the f
 weight gradient and the input gradient, each jitted on its own, with `ops.conv2d_same` traced
 with the native kernels and without them (`resize_jax.ops.native.disabled()`); median of
 `--reps` calls after two warm-up calls, GFLOP/s from the layer's multiply-adds (2 per tap,
-padding included). Prints a markdown table.
+padding included). Prints a markdown table. `--allocator` as in `bench_frontends.py`: by
+default freed memory stays in the process (`resize_jax.cpu_memory`), so a layer's output
+buffer is not page-faulted in again at every call.
 
-    python benchmarks/bench_conv_layers.py [--threads 2] [--reps 7]
+    python benchmarks/bench_conv_layers.py [--threads 2] [--reps 7] [--allocator retain|system]
 """
 
 from __future__ import annotations
@@ -19,10 +21,15 @@ import time
 PARSER = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 PARSER.add_argument("--threads", type=int, default=None, help="pin to this many CPUs")
 PARSER.add_argument("--reps", type=int, default=7, help="timed calls per layer and pass")
+PARSER.add_argument("--allocator", choices=("retain", "system"), default="retain")
 ARGS = PARSER.parse_args()
 if ARGS.threads:
     # Before JAX starts: XLA sizes its CPU thread pool from the affinity mask.
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: ARGS.threads])
+if ARGS.allocator == "retain":
+    from resize_jax import cpu_memory
+
+    cpu_memory.retain_freed_memory()
 
 import jax  # noqa: E402
 
@@ -68,7 +75,8 @@ def main():
         raise SystemExit("native kernels unavailable (no C++ compiler or RESIZE_JAX_NATIVE=0)")
     print(
         f"{jax.devices()[0].device_kind}, {len(os.sched_getaffinity(0))} threads, "
-        f"jax {jax.__version__}; ms (GFLOP/s), median of {ARGS.reps}\n"
+        f"jax {jax.__version__}; ms (GFLOP/s), median of {ARGS.reps}; allocator: "
+        f"{ARGS.allocator}\n"
     )
     print("| layer | measure | XLA | native | speed-up |")
     print("|---|---|---:|---:|---:|")
