@@ -188,3 +188,20 @@ def test_conv_leaky_weights_are_conv_leakys():
     layer = ConvLeaky(16, 7).init(jax.random.key(0), x)
     weights = ConvLeakyWeights(16, 7).init(jax.random.key(0), 3)
     jax.tree.map(np.testing.assert_array_equal, layer, weights)
+
+
+@needs_compiler
+def test_gpu_and_tpu_lowerings_use_xla_operations():
+    # Lowering needs no accelerator: the same jitted train-step gradient is XLA's there.
+    x = jax.random.normal(jax.random.key(5), (2, 8, 12, 3))
+    first, second = _layers()
+    loss = _loss(conv_head.leaky_head_resized, x, first, ops.Resize((4, 6)))
+    traced = jax.jit(jax.grad(lambda first, second: loss(x, first, second), (0, 1))).trace(
+        first, second
+    )
+    assert (
+        "resize_jax_conv_head_resized_grad" in traced.lower(lowering_platforms=("cpu",)).as_text()
+    )
+    for platform in ("cuda", "tpu"):
+        text = traced.lower(lowering_platforms=(platform,)).as_text()
+        assert "resize_jax_" not in text and "convolution" in text
