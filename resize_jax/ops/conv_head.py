@@ -93,9 +93,8 @@ def _native_head(slope: float, spec: Resize, x_shape: tuple[int, ...], keep_firs
             **bands,
         )
 
-    rule = "b h w i, k l i m, m, n p m o, o, s q, t r -> b q r o, b q u o"
-    if keep_first:
-        rule += ", b h w m"
+    operands, results = "b h w i, k l i m, m, n p m o, o, s q, t r", "b q r o, b q u o"
+    rule = f"{operands} -> {'b h w m, ' if keep_first else ''}{results}"
     partitioned = map_when_vmapped(batch_partitioned(native, rule, 1), fold=1)
 
     def head(x, w1, b1, w2, b2):
