@@ -1,15 +1,18 @@
-"""Where the learned resizer's train step spends its time, operation by operation (CPU).
+"""Where a front-end's train step spends its time, operation by operation (CPU).
 
-    python benchmarks/profile_train_step.py [--threads 2] [--batch 8] [--size 448] [--top 15]
-        [--allocator retain|system] [--inference]
+    python benchmarks/profile_train_step.py [--threads 2] [--frontend learned|saliency]
+        [--batch 8] [--size 448] [--out SIDE] [--top 15] [--allocator retain|system]
+        [--inference]
 
 Traces `--steps` jitted train steps (forward, backward, BatchNorm update; no optimizer), or
-with `--inference` forward passes in evaluation mode, of `LearnedResizer` at `--size`² →
-(`--size` / 2)² with `jax.profiler`, sums the time of every compiled operation over the
-steps, and prints the totals per kind (the native convolution
-kernels, XLA's reductions, XLA's other fusions) and the `--top` operations with the shape
-each one writes, read from the compiled HLO. A custom call is opaque to XLA's cost model, so
-this is the way to see the native kernels beside the fusions around them.
+with `--inference` forward passes in evaluation mode, of the `LearnedResizer` (default) or
+the `SaliencySampler` at `--size`² → `--out`² (default `--size` / 2) with `jax.profiler`,
+sums the time of every compiled operation over the steps, and prints the totals per kind
+(the native kernels, XLA's reductions, XLA's other fusions), the wall time of an untraced
+call beside them (what is not in any operation: dispatch and the gaps between operations)
+and the `--top` operations with the shape each one writes, read from the compiled HLO. A
+custom call is opaque to XLA's cost model, so this is the way to see the native kernels
+beside the fusions around them.
 """
 
 from __future__ import annotations
@@ -21,12 +24,16 @@ import gzip
 import json
 import os
 import re
+import statistics
 import tempfile
+import time
 
 PARSER = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 PARSER.add_argument("--threads", type=int, default=None, help="pin to this many CPUs")
+PARSER.add_argument("--frontend", choices=("learned", "saliency"), default="learned")
 PARSER.add_argument("--batch", type=int, default=8)
-PARSER.add_argument("--size", type=int, default=448, help="input side; the output is half")
+PARSER.add_argument("--size", type=int, default=448, help="input side")
+PARSER.add_argument("--out", type=int, default=None, help="output side (default: half)")
 PARSER.add_argument("--steps", type=int, default=3, help="traced train steps")
 PARSER.add_argument("--top", type=int, default=15, help="operations listed")
 PARSER.add_argument("--inference", action="store_true", help="the forward pass instead")
@@ -50,37 +57,40 @@ if ARGS.allocator == "retain":
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from resize_jax import LearnedResizer  # noqa: E402
+from resize_jax import LearnedResizer, SaliencySampler  # noqa: E402
 
 
 def kind(name: str) -> str:
     if name.startswith("ffi_call"):
-        return "native convolutions"
+        return "native kernels"
     if name.startswith("ynn_fusion"):
         return "XLA reductions (YNNPACK)"
     return "XLA fusions and copies"
 
 
-def main() -> None:
-    model = LearnedResizer(output_shape=(ARGS.size // 2, ARGS.size // 2))
-    images = jax.random.uniform(jax.random.key(0), (ARGS.batch, ARGS.size, ARGS.size, 3))
+def build(frontend: str, batch: int, size: int, out: int, inference: bool):
+    """(jitted step, its arguments): the front-end's inference, or its gradient with respect to
+    its parameters (a mean-square loss on its output) with the BatchNorm update."""
+    model = (LearnedResizer if frontend == "learned" else SaliencySampler)(output_shape=(out, out))
+    images = jax.random.uniform(jax.random.key(0), (batch, size, size, 3))
     variables = model.init(jax.random.key(1), images[:1])
+    state = {k: v for k, v in variables.items() if k != "params"}
 
-    def loss(params, batch_stats, images):
+    def loss(params, state, images):
         (out, _), updates = model.apply(
-            {"params": params, "batch_stats": batch_stats},
-            images,
-            train=True,
-            mutable=["batch_stats"],
+            {"params": params, **state}, images, train=True, mutable=list(state)
         )
         return jnp.mean(out**2), updates
 
-    if ARGS.inference:
+    if inference:
         step = jax.jit(lambda variables, images: model.apply(variables, images)[0])
-        args = (variables, images)
-    else:
-        step = jax.jit(jax.grad(loss, has_aux=True))
-        args = (variables["params"], variables["batch_stats"], images)
+        return step, (variables, images)
+    return jax.jit(jax.grad(loss, has_aux=True)), (variables["params"], state, images)
+
+
+def main() -> None:
+    out = ARGS.out or ARGS.size // 2
+    step, args = build(ARGS.frontend, ARGS.batch, ARGS.size, out, ARGS.inference)
     hlo = step.lower(*args).compile().as_text()
     for _ in range(2):
         jax.block_until_ready(step(*args))
@@ -103,11 +113,18 @@ def main() -> None:
     per_kind = collections.Counter()
     for name, ms in per_op.items():
         per_kind[kind(name)] += ms
+    walls = []
+    for _ in range(max(ARGS.steps, 5)):
+        start = time.perf_counter()
+        jax.block_until_ready(step(*args))
+        walls.append(time.perf_counter() - start)
     measure = "inference" if ARGS.inference else "train step"
+    name = "LearnedResizer" if ARGS.frontend == "learned" else "SaliencySampler"
     print(
-        f"LearnedResizer {measure}, batch {ARGS.batch}, {ARGS.size}² → {ARGS.size // 2}², "
+        f"{name} {measure}, batch {ARGS.batch}, {ARGS.size}² → {out}², "
         f"{jax.devices()[0].platform}; mean over {ARGS.steps} traced steps: {total:.0f} ms "
-        "in compiled operations.\n"
+        f"in compiled operations; untraced wall time {1e3 * statistics.median(walls):.0f} ms "
+        "(median).\n"
     )
     print("| kind | ms/step | share |\n|---|---:|---:|")
     for name, ms in per_kind.most_common():
