@@ -205,3 +205,30 @@ def test_gpu_and_tpu_lowerings_use_xla_operations():
     for platform in ("cuda", "tpu"):
         text = traced.lower(lowering_platforms=(platform,)).as_text()
         assert "resize_jax_" not in text and "convolution" in text
+
+
+@needs_compiler
+def test_parameter_gradients_under_scan_and_remat():
+    xs = jax.random.normal(jax.random.key(5), (3, 2, 8, 12, 3))
+    first, second = _layers()
+    spec = ops.Resize((4, 6))
+
+    def loss(fn, wrap):
+        def value(first, second):
+            def body(total, x):
+                outs = wrap(lambda x: fn(x, first, second, 0.2, spec))(x)
+                return total + jnp.sum(outs[0] ** 2) + jnp.sum(outs[1]), None
+
+            return jax.lax.scan(body, 0.0, xs)[0]
+
+        return value
+
+    theirs = jax.grad(loss(_separate, lambda f: f), (0, 1))(first, second)
+    for wrap in (lambda f: f, jax.checkpoint):
+        ours = jax.jit(jax.grad(loss(conv_head.leaky_head_resized, wrap), (0, 1)))
+        assert "resize_jax_conv_head_resized_grad" in ours.lower(first, second).as_text()
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
+            ours(first, second),
+            theirs,
+        )
