@@ -27,7 +27,7 @@ import numpy as np
 from jax import lax
 
 
-def _statistics(x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+def batch_statistics(x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """f32[C] mean and (fast, biased) variance of x: f[..., C] over every other axis."""
     axes = tuple(range(x.ndim - 1))
     stats = x.astype(jnp.promote_types(x.dtype, jnp.float32))
@@ -37,7 +37,7 @@ def _statistics(x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
 
 
 def _normalised(x, scale, bias, epsilon: float):
-    mean, var = _statistics(x)
+    mean, var = batch_statistics(x)
     inverse_std = lax.rsqrt(var + epsilon)
     y = (x.astype(mean.dtype) - mean) * (inverse_std * scale) + bias
     return y, mean, var, inverse_std
@@ -134,4 +134,4 @@ class BatchNorm(nn.Module):
         return jnp.asarray(y, self.dtype or jnp.result_type(x, scale, bias))
 
 
-__all__ = ["BatchNorm", "batch_norm_train"]
+__all__ = ["BatchNorm", "batch_norm_train", "batch_statistics"]

@@ -28,7 +28,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 from jax import lax
 
-from resize_jax.frontends.batch_norm import running_statistics, update_running
+from resize_jax.frontends.batch_norm import (
+    batch_statistics,
+    running_statistics,
+    update_running,
+)
 from resize_jax.ops.conv_resized import ResizedFeatures
 
 
@@ -71,13 +75,10 @@ class ResizedBatchNorm(nn.Module):
             mean, var = (v.value for v in running)
         else:
             if given:
-                mean, mean_of_squares = x.mean, x.mean_of_squares
+                mean = x.mean
+                var = jnp.maximum(0.0, x.mean_of_squares - jnp.square(mean))
             else:
-                stats_input = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-                axes = tuple(range(x.ndim - 1))
-                mean = jnp.mean(stats_input, axes)
-                mean_of_squares = jnp.mean(jnp.square(stats_input), axes)
-            var = jnp.maximum(0.0, mean_of_squares - jnp.square(mean))
+                mean, var = batch_statistics(x)
             update_running(self, running, (mean, var), self.momentum)
         resized = x.resized if given else resize(x)
         y = (resized - mean) * (lax.rsqrt(var + self.epsilon) * scale) + bias

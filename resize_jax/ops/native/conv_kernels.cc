@@ -361,6 +361,16 @@ void wgrad_row(const float* xpad, const float* grad, float* dw, const Geometry& 
                grad + (b * g.height + y) * g.width * g.co, dw, g);
 }
 
+// out[0, n) = the sum over c < chunks of partial[c * stride, c * stride + n), added in chunk
+// order: the weight gradients' private per-chunk partial sums reduced in a fixed order, so the
+// result depends neither on thread scheduling nor on the thread count.
+void sum_chunks(const float* partial, int64_t chunks, int64_t stride, int64_t n, float* out) {
+  std::copy(partial, partial + n, out);
+  for (int64_t c = 1; c < chunks; ++c) {
+    for (int64_t i = 0; i < n; ++i) out[i] += partial[c * stride + i];
+  }
+}
+
 // ---- conv_head_resized_grad --------------------------------------------------------------
 
 // A task's partial sums of the head's parameter gradients.
@@ -748,8 +758,8 @@ ffi::Error ConvHeadResizedGrad(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyB
   const float* input = reinterpret_cast<const float*>(x.untyped_data());
   const float* first = reinterpret_cast<const float*>(y1.untyped_data());
   const float* gr = reinterpret_cast<const float*>(g_resized.untyped_data());
-  // Fixed chunks of resized rows with private partial sums, added in a fixed order: the
-  // result depends neither on thread scheduling nor on the thread count (as ConvWeightGrad).
+  // Fixed chunks of resized rows with private partial sums, added in a fixed order
+  // (sum_chunks).
   constexpr int64_t kChunkRows = 4;
   const int64_t chunks = (h.by.out + kChunkRows - 1) / kChunkRows;
   const int64_t size = size_w1 + c1 + size_w2 + c2;
@@ -768,12 +778,8 @@ ffi::Error ConvHeadResizedGrad(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyB
   for (int64_t b = 0; b < batch; ++b) {
     for (int part = 0; part < 4; ++part) {
       const int64_t n = offsets[part + 1] - offsets[part];
-      float* out = outs[part] + b * n;
-      std::fill(out, out + n, 0.f);
-      for (int64_t c = 0; c < chunks; ++c) {
-        const float* p = partial.data() + (b * chunks + c) * size + offsets[part];
-        for (int64_t i = 0; i < n; ++i) out[i] += p[i];
-      }
+      sum_chunks(partial.data() + b * chunks * size + offsets[part], chunks, size, n,
+                 outs[part] + b * n);
     }
   }
   return ffi::Error::Success();
@@ -826,12 +832,7 @@ ffi::Error ConvWeightGrad(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuf
   });
   float* d = reinterpret_cast<float*>(dw->untyped_data());
   for (int64_t group = 0; group < groups; ++group) {
-    const float* p = partial.data() + group * chunks * size;
-    float* out = d + group * size;
-    std::copy(p, p + size, out);
-    for (int64_t c = 1; c < chunks; ++c) {
-      for (int64_t i = 0; i < size; ++i) out[i] += p[c * size + i];
-    }
+    sum_chunks(partial.data() + group * chunks * size, chunks, size, size, d + group * size);
   }
   return ffi::Error::Success();
 }
