@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from resize_jax import LearnedResizer, ops
+from resize_jax.ops import conv_padded
 from tests import reference_numpy as ref
 
 
@@ -92,6 +93,21 @@ def test_forward_matches_numpy_oracle(train, in_hw, out_hw, r):
         # The oracle can tell chained blocks from the known "all blocks read y" bug.
         unchained = ref.learned_resizer(*args, train=train, chain_blocks=False)
         assert np.abs(unchained - expected).max() > 1e-3
+
+
+@pytest.mark.parametrize("r", [0, 2])
+def test_inference_with_folded_batch_norm_matches_numpy_oracle(r):
+    # 16 filters: on CPU with the native kernels, inference folds each BatchNorm into its
+    # convolution and chains padded layers (LearnedResizer._inference_tail).
+    model = LearnedResizer((7, 5), num_res_blocks=r)
+    x, variables = _init(model, (2, 10, 14, 3))
+    variables = _randomise(variables)
+    forward = jax.jit(lambda v, x: model.apply(v, x)[0])
+    if conv_padded.native_eligible(x, jnp.zeros((3, 3, 16, 16))):
+        assert "resize_jax_conv_vec_out_padded" in forward.lower(variables, x).as_text()
+    args = (np.asarray(x, np.float64), variables["params"], variables["batch_stats"], (7, 5))
+    expected = ref.learned_resizer(*args, train=False)
+    np.testing.assert_allclose(forward(variables, x), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_batch_stats_update_only_in_training():

@@ -101,6 +101,29 @@ def update_running(module: nn.Module, running, batch, momentum: float) -> None:
         variable.value = momentum * variable.value + (1 - momentum) * value
 
 
+def fold_into_conv(
+    conv: dict[str, jnp.ndarray],
+    norm: dict[str, jnp.ndarray],
+    stats: dict[str, jnp.ndarray],
+    epsilon: float,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """The kernel and bias of one convolution computing BN(conv(x)) with running statistics.
+
+    Args:
+      conv: a convolution's params {"kernel": f[K, K, CI, CO], "bias": f[CO]} (bias optional).
+      norm: the BatchNorm's params {"scale", "bias"}: f[CO]; stats: its {"mean", "var"}: f[CO].
+      epsilon: the BatchNorm's epsilon.
+
+    Returns:
+      (kernel f[K, K, CI, CO], bias f[CO]): (conv(x) + b − mean) · s + β = conv(x; kernel · s) +
+      (b − mean) · s + β with s = scale · rsqrt(var + ε), BatchNorm's inference formula up to
+      rounding.
+    """
+    factor = lax.rsqrt(stats["var"] + epsilon) * norm["scale"]
+    bias = conv.get("bias", jnp.zeros_like(factor))
+    return conv["kernel"] * factor, (bias - stats["mean"]) * factor + norm["bias"]
+
+
 class BatchNorm(nn.Module):
     """`flax.linen.BatchNorm` over the last axis, with `batch_norm_train`'s backward pass.
 
@@ -134,4 +157,4 @@ class BatchNorm(nn.Module):
         return jnp.asarray(y, self.dtype or jnp.result_type(x, scale, bias))
 
 
-__all__ = ["BatchNorm", "batch_norm_train", "batch_statistics"]
+__all__ = ["BatchNorm", "batch_norm_train", "batch_statistics", "fold_into_conv"]

@@ -23,7 +23,7 @@ from flax.linen.dtypes import promote_dtype
 
 from resize_jax import ops
 from resize_jax.frontends.base import FrontEnd, keep_checked, resolve_renamed_fields
-from resize_jax.frontends.batch_norm import BatchNorm
+from resize_jax.frontends.batch_norm import BatchNorm, fold_into_conv
 from resize_jax.frontends.conv_leaky import ConvLeakyWeights
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.frontends.resized_batch_norm import ResizedBatchNorm
@@ -38,6 +38,8 @@ from resize_jax.ops.checks import (
 )
 from resize_jax.ops.conv import conv_general_dilated
 from resize_jax.ops.conv_head import leaky_head_resized
+from resize_jax.ops.conv_padded import conv_padded
+from resize_jax.ops.conv_padded import native_eligible as conv_padded_native
 
 
 class ResidualBlock(nn.Module):
@@ -126,6 +128,55 @@ class LearnedResizer(FrontEnd):
                 f"{expected}; initialise it with images of the same channel count."
             )
 
+    def _folds_for_inference(self, y: jnp.ndarray) -> bool:
+        """Whether inference runs `_inference_tail`: on CPU with the native kernels, float32,
+        16-channel multiples, and every variable present (not while initialising)."""
+        return (
+            not self.is_initializing()
+            and y.dtype == jnp.float32
+            and jnp.dtype(self.param_dtype) == jnp.float32
+            and self.num_filters % 16 == 0
+            and "batch_stats" in self.variables
+            and "conv_out" in self.variables.get("params", {})
+            and conv_padded_native(y, self.variables["params"]["conv_proj"]["kernel"])
+        )
+
+    def _inference_tail(self, y: jnp.ndarray, skip: jnp.ndarray) -> jnp.ndarray:
+        """Everything after `bn_in` with running statistics: y, skip f32[B, h, w, ·] → f32[B,
+        h, w, C].
+
+        Each BatchNorm is folded into the convolution before it, and every layer writes its
+        output already zero-padded for the next one, with the activation and the residual
+        applied by the convolution itself (`ops.conv_padded`): the features between layers are
+        written once per layer instead of once more by a pass that pads them, which on CPU is
+        about a sixth of the resizer's inference time.
+        """
+        params, stats = self.variables["params"], self.variables["batch_stats"]
+
+        def folded(block: str | None, conv: str, norm: str):
+            p, s = (params, stats) if block is None else (params[block], stats[block])
+            return fold_into_conv(p[conv], p[norm], s[norm], self.bn_epsilon)
+
+        y_padded = jnp.pad(y, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        z = y_padded
+        for k in range(self.num_res_blocks):
+            block = f"res_block_{k}"
+            h = conv_padded(
+                z, *folded(block, "conv1", "bn1"), negative_slope=self.negative_slope, out_pad=1
+            )
+            z = conv_padded(
+                h, *folded(block, "conv2", "bn2"), residual=z, residual_pad=1, out_pad=1
+            )
+        last = params["conv_out"]
+        z = conv_padded(
+            z,
+            *folded(None, "conv_proj", "bn_proj"),
+            residual=y_padded,
+            residual_pad=1,
+            out_pad=last["kernel"].shape[0] // 2,
+        )
+        return conv_padded(z, last["kernel"], last["bias"], residual=skip)
+
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False, step=None):
         """images: f[B, H, W, C] → (f[B, out_h, out_w, C], {"skip": f[B, out_h, out_w, C]})."""
@@ -185,6 +236,8 @@ class LearnedResizer(FrontEnd):
             name="bn_in",
         )(y, None, use_running_average=not train)
 
+        if not train and self._folds_for_inference(y):
+            return self._inference_tail(y, skip), {"skip": skip}
         z = y
         for k in range(self.num_res_blocks):
             z = ResidualBlock(n, self.negative_slope, conv=conv, norm=norm, name=f"res_block_{k}")(

@@ -36,6 +36,7 @@ TARGETS = (
     "resize_jax_conv_vec_out",
     "resize_jax_conv_vec_out_bias_leaky",
     "resize_jax_conv_vec_out_bias_leaky_resized",
+    "resize_jax_conv_vec_out_padded",
     "resize_jax_conv_head_resized",
     "resize_jax_conv_head_resized_keep_first",
     "resize_jax_conv_head_resized_grad",

@@ -14,7 +14,10 @@
 //   conv_vec_out:   out = conv(xpad, w), vectorised over CO (CO % 16 == 0); its variant
 //                   conv_vec_out_bias_leaky adds a bias and applies a leaky ReLU on the way out,
 //                   and conv_vec_out_bias_leaky_resized also emits that output resized by an
-//                   integer factor and its per-channel sums and sums of squares.
+//                   integer factor and its per-channel sums and sums of squares;
+//                   conv_vec_out_padded adds a residual after the activation and writes the
+//                   output zero-padded, ready for the next layer (the learned resizer's
+//                   inference, BatchNorm folded into the weights).
 //   conv_vec_in:    out = conv(xpad, w), vectorised over CI (CI % 16 == 0, any CO);
 //                   w is passed as wt: [K, K, CO, CI].
 //   conv_weight_grad: dw[ky, kx, ci, co] = sum_{b,y,x} xpad[b, y+ky, x+kx, ci] g[b, y, x, co],
@@ -71,6 +74,9 @@ struct Geometry {
 struct Epilogue {
   const float* bias = nullptr;  // [CO]; nullptr: no epilogue.
   float slope = 1.f;
+  // The output row's pixels of an array added after the activation (a residual connection),
+  // with the output's pixel stride; nullptr: none.
+  const float* residual = nullptr;
 };
 
 // ---- conv_vec_out -------------------------------------------------------------------------
@@ -104,6 +110,9 @@ __attribute__((optimize("no-predictive-commoning"))) inline void vec_out_block(c
       const v16 y = acc[j] + bias;
       acc[j] = y >= 0 ? y : y * e.slope;
     }
+  }
+  if (e.residual != nullptr) {
+    for (int j = 0; j < XB; ++j) acc[j] += load(e.residual + (x0 + j) * g.co + cob);
   }
   for (int j = 0; j < XB; ++j) store(out + (x0 + j) * g.co + cob, acc[j]);
 }
@@ -567,6 +576,70 @@ ffi::Error check_bias(const ffi::AnyBuffer& bias, int64_t channels) {
   return ffi::Error::Success();
 }
 
+// conv_vec_out_bias_leaky (slope 1: no activation), plus `residual` [B, H + 2 rp, W + 2 rp, CO]
+// (its interior, rp = residual_pad; none when residual_pad < 0) added after the activation,
+// written into out [B, H + 2 P, W + 2 P, CO] with a zero border of P = out_pad pixels: a chain
+// of such layers never writes a padded copy of its features, nor adds a residual or applies
+// an activation in a separate pass.
+ffi::Error ConvVecOutPadded(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer weights,
+                            ffi::AnyBuffer bias, ffi::AnyBuffer residual,
+                            ffi::Result<ffi::AnyBuffer> out, float slope, int64_t residual_pad,
+                            int64_t out_pad) {
+  for (auto [buffer, name] : {std::pair{&xpad, "xpad"}, std::pair{&weights, "weights"}}) {
+    if (auto error = check_rank4(*buffer, name); error.failure()) return error;
+  }
+  auto xd = xpad.dimensions();
+  auto wd = weights.dimensions();
+  auto od = out->dimensions();
+  const int64_t p = out_pad;
+  Geometry g{od[0], od[1] - 2 * p, od[2] - 2 * p, wd[0], xd[3], od[3]};
+  if (p < 0 || g.height <= 0 || g.width <= 0 || wd[1] != g.k || wd[2] != g.ci ||
+      wd[3] != g.co || xd[0] != g.batch || xd[1] != g.padded_height() ||
+      xd[2] != g.padded_width() || g.co % kLanes != 0) {
+    return ffi::Error::InvalidArgument("inconsistent convolution shapes");
+  }
+  if (auto error = check_bias(bias, g.co); error.failure()) return error;
+  const int64_t rp = residual_pad;
+  if (rp >= 0) {
+    if (auto error = check_rank4(residual, "residual"); error.failure()) return error;
+    auto rd = residual.dimensions();
+    if (rd[0] != g.batch || rd[1] != g.height + 2 * rp || rd[2] != g.width + 2 * rp ||
+        rd[3] != g.co) {
+      return ffi::Error::InvalidArgument("residual must be f32[B, H + 2 rp, W + 2 rp, CO]");
+    }
+  }
+  const float* x = reinterpret_cast<const float*>(xpad.untyped_data());
+  const float* w = reinterpret_cast<const float*>(weights.untyped_data());
+  const float* r = reinterpret_cast<const float*>(residual.untyped_data());
+  float* o = reinterpret_cast<float*>(out->untyped_data());
+  const int64_t out_line = (g.width + 2 * p) * g.co, border = p * g.co;
+  parallel_for(pool, g.batch * g.height, [&](int64_t task) {
+    const int64_t b = task / g.height, y = task % g.height;
+    float* example = o + b * (g.height + 2 * p) * out_line;
+    // Each task zeroes its row's border; the first and last rows' tasks the rows above and
+    // below the example.
+    if (y == 0) std::fill(example, example + p * out_line, 0.f);
+    if (y == g.height - 1) {
+      std::fill(example + (g.height + p) * out_line, example + (g.height + 2 * p) * out_line,
+                0.f);
+    }
+    float* line = example + (y + p) * out_line;
+    std::fill(line, line + border, 0.f);
+    std::fill(line + out_line - border, line + out_line, 0.f);
+    Epilogue epilogue;
+    epilogue.bias = reinterpret_cast<const float*>(bias.untyped_data());
+    epilogue.slope = slope;
+    if (rp >= 0) {
+      const int64_t residual_line = (g.width + 2 * rp) * g.co;
+      epilogue.residual =
+          r + (b * (g.height + 2 * rp) + y + rp) * residual_line + rp * g.co;
+    }
+    conv_vec_out_row(x + (b * g.padded_height() + y) * g.padded_width() * g.ci, w, line + border,
+                     g, epilogue);
+  });
+  return ffi::Error::Success();
+}
+
 // conv_vec_out_bias_leaky, plus the output resized along each axis by a Band (weights
 // wy: [Ky, H / stride_y], wx: [Kx, W / stride_x]) and its per-(example, resized row) channel
 // sums and sums of squares: moments [B, H / stride_y, 2, CO].
@@ -854,6 +927,18 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_conv_vec_out_bias_leaky, ConvVecOutBias
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>()
                                   .Attr<float>("slope"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_conv_vec_out_padded, ConvVecOutPadded,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<float>("slope")
+                                  .Attr<int64_t>("residual_pad")
+                                  .Attr<int64_t>("out_pad"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_conv_vec_out_bias_leaky_resized,
                               ConvVecOutBiasLeakyResized,
