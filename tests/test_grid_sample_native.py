@@ -57,6 +57,29 @@ def test_samples_and_slopes_match_xla(shape, padding_mode):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+# Rows of 37 points: "border" padding takes 16 points at a time (two blocks, then 5 points one
+# by one); one and three channels are interleaved in registers, the others element-wise.
+@pytest.mark.parametrize("padding_mode", ["border", "zeros"])
+@pytest.mark.parametrize(
+    "shape", [(2, 9, 7, 3), (2, 13, 17, 1), (2, 6, 5, 2), (1, 4, 6, 4), (1, 4, 6, 5), (1, 1, 6, 3)]
+)
+def test_rows_of_many_points_match_xla(shape, padding_mode):
+    images, grid = _inputs(shape, points=(3, 37))
+    # Infinite coordinates inside the second block of a row; a NaN one inside the first (the
+    # samples only: the slopes of a NaN point are NaN here, partly 0 in XLA's version).
+    grid = grid.at[0, 2, 20, 1].set(jnp.inf).at[0, 2, 30, 0].set(-jnp.inf)
+    nan = grid.at[0, 1, 4, 0].set(jnp.nan)
+    samples = jax.jit(lambda i, g: gs._sample_plain(i, g, padding_mode))(images, nan)
+    expected = gs._xla_samples(images, nan, padding_mode)
+    np.testing.assert_allclose(samples, expected, rtol=1e-6, atol=1e-6)
+    assert bool(jnp.isnan(samples[0, 1, 4]).all()) and bool(jnp.isfinite(samples[0, 1, 5:]).all())
+    slopes = jax.jit(lambda i, g: gs._sample_and_slopes(i, g, padding_mode))(images, grid)
+    for got, want in zip(
+        slopes, gs._xla_samples_and_slopes(images, grid, padding_mode), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_the_native_kernels_are_what_runs_on_cpu():
     images, grid = _inputs((2, 8, 8, 3))
     assert native.available()

@@ -46,7 +46,15 @@ TARGETS = (
     "resize_jax_grid_sample_slopes",
 )
 ENV_SWITCH = "RESIZE_JAX_NATIVE"
-_FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-Wno-return-type")
+_FLAGS = (
+    "-O3",
+    "-march=native",
+    "-std=c++17",
+    "-shared",
+    "-fPIC",
+    "-Wno-return-type",
+    "-Wno-psabi",
+)
 
 
 _LOCAL = threading.local()

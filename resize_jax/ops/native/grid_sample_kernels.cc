@@ -16,11 +16,18 @@
 // `zeros` (attribute): 0 for "border" padding (clamped coordinates), 1 for "zeros" padding
 // (taps outside the image read zero). A NaN coordinate gives NaN samples; an infinite one is
 // clamped like any other far outside the image.
-// Work is split over (batch, output row) across XLA's intra-op thread pool.
+// Work is split over (batch, output row) across XLA's intra-op thread pool. With "border"
+// padding a row goes 16 points at a time in vector registers (taps, AVX-512 gathers of the
+// corners, software prefetch two blocks ahead), the rest point by point.
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
@@ -88,6 +95,147 @@ ffi::Error check_shapes(const ffi::AnyBuffer& images, const ffi::AnyBuffer& grid
   return ffi::Error::Success();
 }
 
+// ---- 16 points at a time ("border" padding) ----------------------------------------------
+
+constexpr int kBlock = 16;
+constexpr int kPrefetchBlocks = 2;
+typedef float vf __attribute__((vector_size(kBlock * sizeof(float))));
+typedef int32_t vi __attribute__((vector_size(kBlock * sizeof(int32_t))));
+
+// base[idx[l]] for each lane l.
+inline vf gather(const float* base, vi idx) {
+#ifdef __AVX512F__
+  return reinterpret_cast<vf>(_mm512_i32gather_ps(reinterpret_cast<__m512i>(idx), base, 4));
+#else
+  vf v;
+  for (int l = 0; l < kBlock; ++l) v[l] = base[idx[l]];
+  return v;
+#endif
+}
+
+// The 16 points' C channels, one vector per channel, written as [16, C]. One and three
+// channels are interleaved in registers: element by element, the stores of three channels
+// took half the time of a block whose image is in cache.
+template <int C>
+inline void store_interleaved(float* dst, const vf (&channels)[C]) {
+  if constexpr (C == 1) {
+    std::memcpy(dst, &channels[0], sizeof(vf));
+  } else if constexpr (C == 3) {
+    // Output vector k holds elements j = 16 k .. 16 k + 15 of the [16, 3] block: channel j % 3
+    // of point j / 3. First the two first channels' elements into place, then the third's.
+    static const struct Masks {
+      vi first[3], second[3];
+      Masks() {
+        for (int k = 0; k < 3; ++k) {
+          for (int i = 0; i < kBlock; ++i) {
+            const int j = kBlock * k + i, point = j / 3, channel = j % 3;
+            first[k][i] = channel == 1 ? kBlock + point : point;
+            second[k][i] = channel == 2 ? kBlock + point : i;
+          }
+        }
+      }
+    } masks;
+    for (int k = 0; k < 3; ++k) {
+      const vf two = __builtin_shuffle(channels[0], channels[1], masks.first[k]);
+      const vf all = __builtin_shuffle(two, channels[2], masks.second[k]);
+      std::memcpy(dst + kBlock * k, &all, sizeof(vf));
+    }
+  } else {
+    for (int l = 0; l < kBlock; ++l) {
+      for (int c = 0; c < C; ++c) dst[l * C + c] = channels[c][l];
+    }
+  }
+}
+
+// linear_taps' "border" case for 16 coordinates on an axis of n >= 2 pixels, none NaN: the
+// first index (the second is the next pixel), the second tap's weight (the first's is
+// 1 - it) and its derivative (the first's is minus it).
+struct BorderTaps {
+  vi i0;
+  vf w1, d1;
+};
+
+inline BorderTaps border_taps(vf coord, int64_t n) {
+  const float last = static_cast<float>(n - 1);
+  const vf zero{}, last_v = zero + last, scale_v = zero + 0.5f * last;
+  const vf raw = (coord + 1.f) * scale_v;
+  vf pos = raw < zero ? zero : raw;
+  pos = pos > last_v ? last_v : pos;
+  vi base = __builtin_convertvector(pos, vi);  // pos >= 0: truncation is the floor.
+  const vi top = vi{} + static_cast<int32_t>(n - 2);
+  base = base > top ? top : base;
+  const vf frac = pos - __builtin_convertvector(base, vf);
+  const vf slope = ((raw >= zero) & (raw <= last_v)) ? scale_v : zero;
+  return {base, frac, slope};
+}
+
+// Whether the block path applies: "border" padding, both axes longer than one pixel, and an
+// image's element offsets in int32.
+inline bool blocks_apply(const Shapes& s, bool zeros) {
+  return !zeros && s.height > 1 && s.width > 1 &&
+         s.height * s.width * s.channels < (int64_t{1} << 31);
+}
+
+// The x and y coordinates of points [p, p + 16).
+inline void coordinates(const float* grid, int64_t p, vf& gx, vf& gy) {
+  vf a, b;
+  std::memcpy(&a, grid + 2 * p, sizeof(a));
+  std::memcpy(&b, grid + 2 * p + kBlock, sizeof(b));
+  const vi even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+  gx = __builtin_shuffle(a, b, even);
+  gy = __builtin_shuffle(a, b, even + 1);
+}
+
+// Points [p, p + 16) of one image (`end`: the end of their row): the taps of all 16 in vector
+// registers, each corner of each channel read with one gather, the results interleaved in
+// registers. Returns false, having done nothing, when a coordinate is NaN.
+template <int kChannels, bool kSlopes>
+inline bool sample_block(const Shapes& s, const float* image, const float* grid, int64_t p,
+                         int64_t end, float* out, float* slope_x, float* slope_y) {
+  constexpr int C = kChannels;
+  const int32_t line = static_cast<int32_t>(s.width * C);
+  vf gx, gy;
+  // The reads are scattered over an image larger than the caches: start fetching a later
+  // block's top-left corners and the row below them now.
+  if (p + (kPrefetchBlocks + 1) * kBlock <= end) {
+    coordinates(grid, p + kPrefetchBlocks * kBlock, gx, gy);
+    // Clamped to [-1, 1], NaN to -1: any address inside the image will do.
+    const vf bound = vf{} + 1.f;
+    gx = gx >= -bound ? (gx <= bound ? gx : bound) : -bound;
+    gy = gy >= -bound ? (gy <= bound ? gy : bound) : -bound;
+    const vi ahead = border_taps(gy, s.height).i0 * line + border_taps(gx, s.width).i0 * C;
+    for (int l = 0; l < kBlock; ++l) {
+      __builtin_prefetch(image + ahead[l]);
+      __builtin_prefetch(image + ahead[l] + line);
+    }
+  }
+  coordinates(grid, p, gx, gy);
+  const vi nan = (gx != gx) | (gy != gy);
+  for (int l = 0; l < kBlock; ++l) {
+    if (nan[l]) return false;
+  }
+  const BorderTaps tx = border_taps(gx, s.width), ty = border_taps(gy, s.height);
+  const vi c00 = ty.i0 * line + tx.i0 * C, c10 = c00 + line;
+  const vf one = vf{} + 1.f, wx1 = tx.w1, wx0 = one - wx1, wy1 = ty.w1, wy0 = one - wy1;
+  vf sample[C], dx[C], dy[C];
+  for (int c = 0; c < C; ++c) {
+    const vf v00 = gather(image, c00 + c), v01 = gather(image, c00 + (C + c));
+    const vf v10 = gather(image, c10 + c), v11 = gather(image, c10 + (C + c));
+    const vf top = wx0 * v00 + wx1 * v01, bottom = wx0 * v10 + wx1 * v11;
+    sample[c] = wy0 * top + wy1 * bottom;
+    if constexpr (kSlopes) {
+      dx[c] = wy0 * (-tx.d1 * v00 + tx.d1 * v01) + wy1 * (-tx.d1 * v10 + tx.d1 * v11);
+      dy[c] = -ty.d1 * top + ty.d1 * bottom;
+    }
+  }
+  store_interleaved<C>(out + p * C, sample);
+  if constexpr (kSlopes) {
+    store_interleaved<C>(slope_x + p * C, dx);
+    store_interleaved<C>(slope_y + p * C, dy);
+  }
+  return true;
+}
+
 // Samples (with kSlopes, and their derivatives) of every point.
 // kChannels > 0 fixes the channel count at compile time (2-3x faster for the usual 1-4
 // channels, whose loop the compiler then unrolls); 0 reads it from `s`.
@@ -97,10 +245,22 @@ void sample(ffi::ThreadPool& pool, const Shapes& s, const float* images, const f
   const int64_t channels = kChannels > 0 ? kChannels : s.channels;
   const int64_t height = s.height, width = s.width, out_height = s.out_height;
   const int64_t out_width = s.out_width;
+  const bool blocks = blocks_apply(s, zeros);
   parallel_for(pool, s.batch * out_height, [=](int64_t task) {
     const float* image = images + (task / out_height) * height * width * channels;
     const int64_t first = task * out_width;  // the row's first point
-    for (int64_t p = first; p < first + out_width; ++p) {
+    int64_t p = first;
+    if constexpr (kChannels > 0) {
+      if (blocks) {
+        for (; p + kBlock <= first + out_width; p += kBlock) {
+          if (!sample_block<kChannels, kSlopes>(s, image, grid, p, first + out_width, out,
+                                                slope_x, slope_y)) {
+            break;
+          }
+        }
+      }
+    }
+    for (; p < first + out_width; ++p) {
       // The reads are scattered over an image that does not fit in cache: start fetching a
       // later point's top-left corner and the row below it now (~10 % faster, measured). Its
       // taps are computed again when its turn comes: a few flops, against a cache miss saved.
