@@ -21,7 +21,10 @@ downscaling factor, e.g. the papers' 448→224) and at least 4× narrower than t
 contraction runs as its K = ceil(support) weighted strided slices instead (`taps.py`): K
 multiply-adds per output instead of the dense row's `in_size`, most of them by zero (for the
 learned resizer's two resizes at 448→224: 2.56 GFLOPs/image dense, 6 MFLOPs as slices, 20-40×
-faster forward and backward on CPU). Upscaling and irregular factors keep the dense product.
+faster forward and backward on CPU). Upscaling and irregular factors keep the dense product,
+except on CPU for float32 images with the native kernels: there, when a band is at least 4×
+narrower than its input, the resize is one native pass over both axes' bands
+(`banded_resize.py`; its gradient is still the dense products').
 
 TensorFlow's bicubic kernel (`resize_bicubic`) reads its weights from a 1024-entry table, so
 its results differ from the exact Keys cubic used here by up to ~2e-4 (on values in [0, 1])
@@ -37,6 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from resize_jax.ops import banded_resize as banded
+from resize_jax.ops.banded_resize import banded_resize
 from resize_jax.ops.checks import (
     check_bool,
     check_choice,
@@ -137,6 +142,19 @@ def _resize_axis(x, axis, out_size, method, antialias, precision, use_taps=True)
     return jnp.einsum(spec, matrix, x, precision=precision)
 
 
+def _banded_applies(images, in_shape, out_shape, method: str, antialias: bool) -> bool:
+    """Whether the resize runs as one native banded pass (`banded_resize.py`): on CPU, float32,
+    when an axis would otherwise be a dense product and every resized axis' band is at least
+    `_TAPS_ADVANTAGE` times narrower than its input."""
+    if method == "nearest" or not banded.eligible(images):
+        return False
+    resized = [(n, m) for n, m in zip(in_shape, out_shape, strict=True) if n != m]
+    matrices = [interpolation_matrix(n, m, method, antialias) for n, m in resized]
+    return any(resize_taps(n, m, method, antialias) is None for n, m in resized) and all(
+        banded.cheaper_than_dense(matrix, _TAPS_ADVANTAGE) for matrix in matrices
+    )
+
+
 def resize(
     images: jnp.ndarray,
     output_shape: tuple[int, int],
@@ -168,6 +186,12 @@ def resize(
     check_choice(method, "method", METHODS)
     antialias = check_bool(antialias, "antialias")
     _, in_h, in_w, _ = images.shape
+    if _banded_applies(images, (in_h, in_w), (out_h, out_w), method, antialias):
+        matrices = [
+            interpolation_matrix(n, m, method, antialias) if n != m else np.eye(n)
+            for n, m in ((in_h, out_h), (in_w, out_w))
+        ]
+        return banded_resize(images, *matrices)
     out = images
     # Same size is the identity for every kernel (they vanish at non-zero integers).
     if in_h != out_h:

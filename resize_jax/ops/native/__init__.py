@@ -30,7 +30,7 @@ import warnings
 import jax
 
 _HERE = pathlib.Path(__file__).parent
-SOURCES = (_HERE / "conv_kernels.cc", _HERE / "grid_sample_kernels.cc")
+SOURCES = (_HERE / "conv_kernels.cc", _HERE / "grid_sample_kernels.cc", _HERE / "resize_kernels.cc")
 HEADERS = (_HERE / "parallel_for.h",)
 TARGETS = (
     "resize_jax_conv_vec_out",
@@ -42,6 +42,7 @@ TARGETS = (
     "resize_jax_conv_head_resized_grad",
     "resize_jax_conv_vec_in",
     "resize_jax_conv_weight_grad",
+    "resize_jax_banded_resize",
     "resize_jax_grid_sample",
     "resize_jax_grid_sample_slopes",
 )
