@@ -25,6 +25,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from resize_jax.frontends.batch_norm import BatchNorm
 from resize_jax.ops.conv import conv_general_dilated
 
 
@@ -90,7 +91,8 @@ class SaliencyCNN(nn.Module):
                 name=f"conv{k}",
             )(x)
             if self.batch_norm:
-                x = nn.BatchNorm(
+                # flax's BatchNorm variables and semantics, a one-pass backward.
+                x = BatchNorm(
                     use_running_average=not train,
                     momentum=0.9,
                     dtype=self.dtype,
