@@ -4,8 +4,9 @@
 // Why hand-written: XLA:CPU gathers each of a point's four corners separately, and for the
 // derivative with respect to the grid computes the samples and their slopes along x and y
 // in fusions that gather the corners again. One pass that reads each point's corners once
-// and writes what is needed is faster on a quiet machine (figures in grid_sample.py); the
-// reads, scattered over an image far larger than the caches, bound both.
+// and writes what is needed is faster on a quiet machine (figures in grid_sample.py). The
+// reads are scattered over an image larger than the caches; benchmarks/bound_grid_sample.py
+// measures the memory-traffic lower bound beside this kernel's time.
 //
 // The arithmetic is `linear_taps` / `_taps_slopes` of grid_sample.py, point by point:
 //   images: f32[B, H, W, C]   grid: f32[B, h, w, 2] (x, y in [-1, 1], -1/+1 = centres of the
