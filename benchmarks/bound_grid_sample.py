@@ -64,7 +64,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -158,18 +157,6 @@ def touched_lines(grid, shape, address):
     return counts
 
 
-def _times(fn, reps, warmup):
-    """Seconds of `reps` calls of `fn` after `warmup` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def bandwidths(x, x_torch, big, big_torch, threads, reps, warmup):
     """GB/s of reading a whole array, per method (module docstring)."""
     per_image_sum = jax.jit(lambda a: jnp.sum(a.reshape(a.shape[0], -1), axis=1))
@@ -192,7 +179,8 @@ def bandwidths(x, x_torch, big, big_torch, threads, reps, warmup):
         f"numpy sum in {threads} threads, {BIG_MIB} MiB": (numpy_threads, big),
     }
     rates = {
-        name: a.nbytes / min(_times(fn, reps, warmup)) / 1e9 for name, (fn, a) in methods.items()
+        name: a.nbytes / min(reference_torch.call_times(fn, reps, warmup)) / 1e9
+        for name, (fn, a) in methods.items()
     }
     pool.shutdown()
     return rates
@@ -256,8 +244,8 @@ def main(args):
         bw = bandwidths(x, x_torch, big, big_torch, threads, max(args.reps, 15), args.warmup)
         times = {}
         for measure, (ours_fn, torch_fn) in timed.items():
-            times[f"ours_{measure}"] = _times(ours_fn, args.reps, args.warmup)
-            times[f"torch_{measure}"] = _times(torch_fn, args.reps, args.warmup)
+            times[f"ours_{measure}"] = reference_torch.call_times(ours_fn, args.reps, args.warmup)
+            times[f"torch_{measure}"] = reference_torch.call_times(torch_fn, args.reps, args.warmup)
         best = max(bw.values())
         row = {
             "bandwidth": bw,

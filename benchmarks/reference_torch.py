@@ -150,7 +150,8 @@ class SaliencySampler(nn.Module):
         return sample(x, logits, self.out_hw, self.pad, self.fwhm)
 
 
-def _median_seconds(fn, reps, warmup):
+def call_times(fn, reps, warmup):
+    """Seconds of each of `reps` calls of `fn`, after `warmup` untimed ones."""
     for _ in range(warmup):
         fn()
     times = []
@@ -158,7 +159,11 @@ def _median_seconds(fn, reps, warmup):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def _median_seconds(fn, reps, warmup):
+    return statistics.median(call_times(fn, reps, warmup))
 
 
 def _status_mib(field):
