@@ -218,6 +218,49 @@ def test_conv_general_dilated_is_a_drop_in():
     chex.assert_shape(grouped, (2, 9, 10, 16))
 
 
+@needs_compiler
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "kwargs", "native_path"),
+    [
+        # Strided SAME layers: even and odd sizes (XLA pads them differently), stride 3.
+        ((2, 12, 10, 3), (3, 3, 3, 16), {"window_strides": (2, 2), "padding": "SAME"}, True),
+        ((2, 13, 11, 3), (5, 5, 3, 16), {"window_strides": (2, 2), "padding": "SAME"}, True),
+        ((1, 14, 9, 16), (3, 3, 16, 16), {"window_strides": (3, 3), "padding": "SAME"}, True),
+        # Dilated SAME layers, padding given as a string or as pairs.
+        ((2, 12, 10, 16), (3, 3, 16, 16), {"padding": "SAME", "rhs_dilation": (2, 2)}, True),
+        ((2, 12, 10, 16), (5, 5, 16, 16), {"padding": [(4, 4)] * 2, "rhs_dilation": (2, 2)}, True),
+        ((1, 12, 9, 16), (3, 3, 16, 16), {"padding": "SAME", "rhs_dilation": (3, 3)}, True),
+        # XLA's: a size that is no multiple of the dilation; explicit strided padding; a
+        # stride and a dilation at once.
+        ((2, 12, 10, 16), (3, 3, 16, 16), {"padding": "SAME", "rhs_dilation": (3, 3)}, False),
+        ((2, 12, 10, 3), (3, 3, 3, 16), {"window_strides": (2, 2), "padding": [(1, 1)] * 2}, False),
+        (
+            (2, 12, 12, 16),
+            (3, 3, 16, 16),
+            {"window_strides": (2, 2), "padding": "SAME", "rhs_dilation": (2, 2)},
+            False,
+        ),
+    ],
+)
+def test_strided_and_dilated_layers(x_shape, w_shape, kwargs, native_path):
+    x, w, _ = _random(x_shape, w_shape)
+    kwargs = {"window_strides": (1, 1), **kwargs, "dimension_numbers": ("NHWC", "HWIO", "NHWC")}
+    expected = lax.conv_general_dilated(x, w, **kwargs)
+    g = jax.random.normal(jax.random.key(7), expected.shape)
+
+    def loss(fn):
+        return lambda x, w: jnp.sum(fn(x, w, **kwargs) * g)
+
+    ours = jax.jit(lambda x, w: conv.conv_general_dilated(x, w, **kwargs))
+    assert ("resize_jax_conv_vec_" in _hlo(ours, x, w)) == native_path
+    np.testing.assert_allclose(ours(x, w), expected, rtol=1e-5, atol=1e-5)
+    grads = jax.jit(jax.grad(loss(conv.conv_general_dilated), (0, 1)))(x, w)
+    for got, want in zip(
+        grads, jax.grad(loss(lax.conv_general_dilated), (0, 1))(x, w), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_errors_name_the_argument():
     x, w, _ = _random((1, 6, 6, 3), (3, 3, 3, 16))
     with pytest.raises(ValueError, match="`w` must be f\\[K, K, CI, CO\\] with odd K"):

@@ -13,8 +13,10 @@ bias and activation applied inside the native forward kernel (the learned resize
 two layers): the output is written once, not written, read back and written again.
 
 `conv_general_dilated` has `lax.conv_general_dilated`'s signature for `flax.linen.Conv`'s
-`conv_general_dilated` field: it routes the stride-1 SAME NHWC case to `conv2d_same` and
-passes everything else through unchanged.
+`conv_general_dilated` field: it routes the stride-1 SAME NHWC case to `conv2d_same`, and,
+where the native kernels take the layer, a dilated SAME layer (as the undilated convolution
+of its phase images) and a strided "SAME" layer (every s-th pixel of the stride-1 output);
+everything else passes through unchanged.
 """
 
 from __future__ import annotations
@@ -170,11 +172,49 @@ def conv2d_same(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     return _xla_conv(x, w)
 
 
-def _is_same_padding(padding, kernel_size: int) -> bool:
+def _is_same_padding(padding, kernel_size: int, dilation: int = 1) -> bool:
     if isinstance(padding, str):
         return padding.upper() == "SAME"
-    half = kernel_size // 2
+    half = dilation * (kernel_size // 2)
     return [tuple(p) for p in padding] == [(half, half)] * 2
+
+
+def _square(values) -> int | None:
+    """The common value of a square stride or dilation (1 when None), else None."""
+    if values is None:
+        return 1
+    distinct = {int(v) for v in values}
+    return distinct.pop() if len(distinct) == 1 else None
+
+
+def _dilated_by_phases(x: jnp.ndarray, w: jnp.ndarray, dilation: int) -> jnp.ndarray:
+    """The stride-1 SAME convolution of x: f[B, H, W, CI] with w dilated by `dilation` (H and
+    W multiples of it), as the undilated convolution of each of the dilation² phase images:
+    output pixel (d·i + p, d·j + q) reads only input pixels (d·i' + p, d·j' + q), so phase
+    (p, q) of the output is `conv2d_same` of phase (p, q) of the input. The phases are folded
+    into the batch, example-major, so a batch split carries through."""
+    b, h, wd, c = x.shape
+    d = dilation
+    phases = x.reshape(b, h // d, d, wd // d, d, c).transpose(0, 2, 4, 1, 3, 5)
+    y = conv2d_same(phases.reshape(b * d * d, h // d, wd // d, c), w)
+    y = y.reshape(b, d, d, h // d, wd // d, w.shape[-1]).transpose(0, 3, 1, 4, 2, 5)
+    return y.reshape(b, h, wd, w.shape[-1])
+
+
+def _strided_by_subsampling(x: jnp.ndarray, w: jnp.ndarray, stride: int) -> jnp.ndarray:
+    """The SAME convolution of x: f[B, H, W, CI] with w at `stride`, as every stride-th pixel
+    of the stride-1 SAME convolution. XLA pads a strided SAME layer by
+    p = max((out − 1)·s + K − in, 0) in total, ⌊p/2⌋ before, so output i reads the inputs from
+    s·i − ⌊p/2⌋, which is pixel s·i + K//2 − ⌊p/2⌋ of the stride-1 output (K odd)."""
+    size = w.shape[0]
+    y = conv2d_same(x, w)
+    index = []
+    for n in x.shape[1:3]:
+        out = -(-n // stride)
+        before = max((out - 1) * stride + size - n, 0) // 2
+        start = size // 2 - before
+        index.append(slice(start, start + stride * (out - 1) + 1, stride))
+    return y[:, index[0], index[1]]
 
 
 def _all_ones(values: Sequence[int] | None) -> bool:
@@ -194,7 +234,13 @@ def conv_general_dilated(
     precision=None,
     preferred_element_type=None,
 ):
-    """`lax.conv_general_dilated`, with the stride-1 SAME NHWC case sent to `conv2d_same`."""
+    """`lax.conv_general_dilated`, with the SAME NHWC case sent to `conv2d_same`: stride 1
+    always, and where the native kernels take the layer, a square dilation (by phases) or a
+    square stride with "SAME" padding (by subsampling the stride-1 output). XLA:CPU runs such
+    narrow strided and dilated layers at a few GFLOP/s (the saliency network's two took most
+    of its inference time); the native kernels, even doing a strided layer's work s² times,
+    take a fraction of that."""
+    stride, dilation = _square(window_strides), _square(rhs_dilation)
     if (
         lhs.ndim == 4
         and rhs.ndim == 4
@@ -202,15 +248,27 @@ def conv_general_dilated(
         == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
         and rhs.shape[0] == rhs.shape[1]
         and rhs.shape[0] % 2 == 1
-        and _all_ones(window_strides)
+        and stride is not None
+        and dilation is not None
+        and (stride == 1 or dilation == 1)
         and _all_ones(lhs_dilation)
-        and _all_ones(rhs_dilation)
         and feature_group_count == 1
         and batch_group_count == 1
         and preferred_element_type is None
-        and _is_same_padding(padding, rhs.shape[0])
+        and _is_same_padding(padding, rhs.shape[0], dilation)
     ):
-        return conv2d_same(lhs, rhs)
+        if stride == dilation == 1:
+            return conv2d_same(lhs, rhs)
+        native = native_eligible(lhs, rhs)
+        if (
+            dilation > 1
+            and native
+            and lhs.shape[1] % dilation == 0
+            and lhs.shape[2] % dilation == 0
+        ):
+            return _dilated_by_phases(lhs, rhs, dilation)
+        if stride > 1 and native and isinstance(padding, str):
+            return _strided_by_subsampling(lhs, rhs, stride)
     return lax.conv_general_dilated(
         lhs,
         rhs,
