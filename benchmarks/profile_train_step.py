@@ -88,6 +88,23 @@ def build(frontend: str, batch: int, size: int, out: int, inference: bool):
     return jax.jit(jax.grad(loss, has_aux=True)), (variables["params"], state, images)
 
 
+def _launches_and_ends(events, instructions):
+    """{operation: (its events, its "end: <operation>" events)}, each in time order."""
+    found = collections.defaultdict(lambda: ([], []))
+    for event in events:
+        name = event.get("name", "")
+        if event.get("ph") != "X":
+            continue
+        if name in instructions:
+            found[name][0].append(event)
+        elif name.startswith("end: ") and name[5:] in instructions:
+            found[name[5:]][1].append(event)
+    for launches, ends in found.values():
+        launches.sort(key=lambda e: e["ts"])
+        ends.sort(key=lambda e: e["ts"])
+    return found
+
+
 def main() -> None:
     out = ARGS.out or ARGS.size // 2
     step, args = build(ARGS.frontend, ARGS.batch, ARGS.size, out, ARGS.inference)
@@ -106,9 +123,14 @@ def main() -> None:
     # A result is one shape or, for a call with several outputs, a tuple of shapes.
     instructions = dict(re.findall(r"\n\s*(?:ROOT )?%([\w.-]+) = (\w+\[[^\]]*\]|\([^)]*\))", hlo))
     per_op = collections.Counter()
-    for event in events:
-        if event.get("ph") == "X" and event.get("name") in instructions:
-            per_op[event["name"]] += event["dur"] / 1e3 / ARGS.steps
+    for name, (launches, ends) in _launches_and_ends(events, instructions).items():
+        for i, launch in enumerate(launches):
+            finish = launch["ts"] + launch["dur"]
+            if i < len(ends):
+                # XLA runs some operations (its convolutions) asynchronously: the event named
+                # after the operation is its launch, an "end: <name>" event its completion.
+                finish = max(finish, ends[i]["ts"] + ends[i]["dur"])
+            per_op[name] += (finish - launch["ts"]) / 1e3 / ARGS.steps
     total = sum(per_op.values())
     per_kind = collections.Counter()
     for name, ms in per_op.items():
