@@ -86,7 +86,8 @@ class SaliencyCNN(nn.Module):
                 use_bias=not self.batch_norm,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
-                # Native CPU kernels for the stride-1, undilated layers (ops/conv.py).
+                # Native CPU kernels for these layers, strided and dilated ones included
+                # (ops/conv.py).
                 conv_general_dilated=conv_general_dilated,
                 name=f"conv{k}",
             )(x)
