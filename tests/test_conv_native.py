@@ -226,6 +226,9 @@ def test_conv_general_dilated_is_a_drop_in():
         ((2, 12, 10, 3), (3, 3, 3, 16), {"window_strides": (2, 2), "padding": "SAME"}, True),
         ((2, 13, 11, 3), (5, 5, 3, 16), {"window_strides": (2, 2), "padding": "SAME"}, True),
         ((1, 14, 9, 16), (3, 3, 16, 16), {"window_strides": (3, 3), "padding": "SAME"}, True),
+        # 1×1 layers: subsampled before the (XLA) matrix product; dilation changes nothing.
+        ((2, 13, 10, 16), (1, 1, 16, 16), {"window_strides": (2, 2), "padding": "SAME"}, False),
+        ((2, 13, 10, 16), (1, 1, 16, 16), {"padding": "SAME", "rhs_dilation": (3, 3)}, False),
         # Dilated SAME layers, padding given as a string or as pairs.
         ((2, 12, 10, 16), (3, 3, 16, 16), {"padding": "SAME", "rhs_dilation": (2, 2)}, True),
         ((2, 12, 10, 16), (5, 5, 16, 16), {"padding": [(4, 4)] * 2, "rhs_dilation": (2, 2)}, True),

@@ -207,6 +207,9 @@ def _strided_by_subsampling(x: jnp.ndarray, w: jnp.ndarray, stride: int) -> jnp.
     p = max((out − 1)·s + K − in, 0) in total, ⌊p/2⌋ before, so output i reads the inputs from
     s·i − ⌊p/2⌋, which is pixel s·i + K//2 − ⌊p/2⌋ of the stride-1 output (K odd)."""
     size = w.shape[0]
+    if size == 1:
+        # A 1×1 layer reads only the pixels it outputs: subsample first, s² less work.
+        return conv2d_same(x[:, ::stride, ::stride], w)
     y = conv2d_same(x, w)
     index = []
     for n in x.shape[1:3]:
@@ -241,6 +244,8 @@ def conv_general_dilated(
     of its inference time); the native kernels, even doing a strided layer's work s² times,
     take a fraction of that."""
     stride, dilation = _square(window_strides), _square(rhs_dilation)
+    if rhs.ndim == 4 and rhs.shape[0] == rhs.shape[1] == 1 and dilation is not None:
+        dilation = 1  # A 1×1 kernel has no taps to spread.
     if (
         lhs.ndim == 4
         and rhs.ndim == 4
