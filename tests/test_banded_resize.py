@@ -77,6 +77,35 @@ def test_native_pass_matches_the_dense_products(shape, out, method, antialias):
     )
 
 
+def _random_band(rng, out_size, in_size, taps):
+    """A banded f64[out, in] matrix with random weights and rows in random order."""
+    matrix = np.zeros((out_size, in_size))
+    for o, start in enumerate(rng.integers(0, in_size - taps + 1, size=out_size)):
+        matrix[o, start : start + taps] = rng.normal(size=taps)
+    return matrix
+
+
+@needs_compiler
+@pytest.mark.parametrize(
+    ("shape", "out", "taps"),
+    [
+        ((3, 31, 31, 2), (224, 224), (2, 2)),  # a saliency grid's upsampling: along x first
+        ((2, 9, 12, 4), (300, 40), (3, 2)),  # generic channels, many row blocks, x first
+        ((2, 120, 50, 2), (37, 64), (7, 3)),  # along y first
+        ((1, 40, 30, 1), (70, 20), (1, 5)),
+    ],
+)
+def test_both_orders_and_row_blocks_match_numpy(shape, out, taps):
+    rng = np.random.default_rng(sum(shape))
+    matrix_y = _random_band(rng, out[0], shape[1], taps[0])
+    matrix_x = _random_band(rng, out[1], shape[2], taps[1])
+    x = rng.normal(size=shape).astype(np.float32)
+    fn = jax.jit(lambda x: banded.banded_resize(x, matrix_y, matrix_x))
+    assert TARGET in fn.lower(x).as_text()
+    expected = np.einsum("oh,bhwc,pw->bopc", matrix_y, x.astype(np.float64), matrix_x)
+    np.testing.assert_allclose(fn(x), expected, rtol=1e-5, atol=1e-5)
+
+
 @needs_compiler
 def test_regular_factors_and_nearest_keep_their_paths():
     x = jnp.zeros((1, 448, 448, 3))

@@ -13,13 +13,14 @@ convolutions of the padded map with the (2·pad + 1)² Gaussian kernel; here the
 applied as two 1-D passes (it is separable: equal to the dense 2-D kernel), and the three
 maps S·x', S·y' and S go through each pass together, as the channels of one call.
 
-Each 1-D pass is a "valid" correlation; by default it runs as a product with a banded
-(Toeplitz) matrix, `implementation="matmul"`, rather than as `lax.conv_general_dilated`
-(`implementation="conv"`, a depthwise convolution with feature_group_count=3). Both give the
-same sums (tested); on CPU, XLA's depthwise convolution of these tiny maps is 20–100× slower
-than the matrix product, forward and backward (batch 16, 31×31 map, pad 30: ~36 ms vs
-~1 ms forward, ~250 ms vs ~2 ms for the gradient, CPU time); the matrices are tiny
-(31×91 for the paper's setting), so the products are cheap on any backend.
+Each 1-D pass is a "valid" correlation of the padded map. By default
+(`implementation="matmul"`) the padding is folded into the pass: padding is a linear map P
+for every mode, so a pass is a product with the g×g matrix G·P (G·diag(x')·P for the
+coordinate channel), formed in float64 when traced, and the padded map is never built (31×31
+products instead of 31×91 ones behind a pad, for the paper's setting). `implementation="conv"`
+pads the map and runs each pass as a depthwise `lax.conv_general_dilated`
+(feature_group_count=3). Both give the same sums (tested); on CPU, XLA's depthwise
+convolution of these tiny maps is 20–100× slower than the products, forward and backward.
 
 The coarse grid is then upsampled to the output size bilinearly with align-corners
 semantics (as the paper's `nn.Upsample` and the reference's `F.interpolate(...,
@@ -47,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from resize_jax.ops import banded_resize as banded
 from resize_jax.ops.checks import (
     check_bool,
     check_choice,
@@ -173,24 +175,16 @@ def _banded_matrix(kernel: np.ndarray, cells: int) -> np.ndarray:
     return band
 
 
-def _gaussian_mean(stacked: jnp.ndarray, kernel: np.ndarray, implementation: str):
+def _gaussian_mean(stacked: jnp.ndarray, kernel: np.ndarray):
     """Valid Gaussian filtering of `stacked: f[B, *padded, K]` along each spatial axis.
 
-    One call per spatial axis (the 1-D passes of the separable kernel), all K channels at
-    once: a banded-matrix product ("matmul") or a depthwise `conv_general_dilated` with
-    feature_group_count=K ("conv"). Both compute the same sums.
+    One depthwise `conv_general_dilated` (feature_group_count=K) per spatial axis: the 1-D
+    passes of the separable kernel, all K channels at once.
     """
     ndim = stacked.ndim - 2
     size = kernel.size
     hi = lax.Precision.HIGHEST
     out = stacked
-    if implementation == "matmul":
-        for axis in range(1, ndim + 1):
-            band = jnp.asarray(_banded_matrix(kernel, out.shape[axis] - size + 1), out.dtype)
-            out = jnp.moveaxis(
-                jnp.tensordot(band, out, axes=((1,), (axis,)), precision=hi), 0, axis
-            )
-        return out
     channels = stacked.shape[-1]
     letters = "HW"[-ndim:]
     numbers_ = lax.conv_dimension_numbers(
@@ -227,17 +221,55 @@ def _coordinates(cells: int, pad: int) -> np.ndarray:
     return (np.arange(cells + 2 * pad, dtype=np.float64) - pad) / (cells - 1)
 
 
-def _weighted_means(padded, coords, kernel, identity, ndim, implementation):
-    """Gaussian-weighted coordinate means, clamped into [-1, 1]: f[B, *cells, ndim]."""
-    mass = padded[..., None]
-    stacked = jnp.concatenate([mass * c for c in coords] + [mass], axis=-1)
-    sums = _gaussian_mean(stacked, kernel, implementation)
+def _means(sums, identity, ndim):
+    """Gaussian-weighted coordinate means from `sums: f[B, *cells, ndim + 1]` (the weighted
+    coordinates, then the weights' total), clamped into [-1, 1]: f[B, *cells, ndim]."""
     numerators, denominator = sums[..., :ndim], sums[..., ndim:]
     # No saliency mass within the kernel's reach (possible with zero maps or constant
     # padding): sample uniformly there instead of dividing by zero.
     safe = jnp.where(denominator > 0, denominator, 1.0)
     means = jnp.where(denominator > 0, numerators / safe, identity)
     return clamp(2.0 * means - 1.0, -1.0, 1.0)
+
+
+def _padded_sums(padded, coords, sigma, pad):
+    """The sums of `_means` by depthwise convolutions of the padded map ("conv")."""
+    mass = padded[..., None]
+    stacked = jnp.concatenate([mass * c for c in coords] + [mass], axis=-1)
+    return _gaussian_mean(stacked, gaussian_kernel_1d(2 * pad + 1, sigma=sigma))
+
+
+@functools.lru_cache(maxsize=256)
+def _folded_passes(cells: int, pad: int, sigma: float, pad_mode: str):
+    """One axis's Gaussian pass over the padded map, with the padding folded in: `(plain,
+    weighted)`, each f64[cells, cells], `G·P` and `G·diag(coords)·P` for the padding P
+    (f[cells + 2·pad, cells], linear for every mode), the valid correlation G with the kernel
+    and the padded cells' coordinates. The padded map is never built: each pass is a
+    cells×cells product instead of a cells×(cells + 2·pad) one behind a pad (31×31 instead
+    of 31×91 for the paper's map), and the coordinate channel needs no product of its own
+    on the other axis."""
+    kernel = gaussian_kernel_1d(2 * pad + 1, sigma=sigma)
+    padding = np.pad(np.eye(cells), ((pad, pad), (0, 0)), mode=pad_mode)
+    correlation = _banded_matrix(kernel, cells)
+    plain = correlation @ padding
+    weighted = correlation @ (_coordinates(cells, pad)[:, None] * padding)
+    for m in (plain, weighted):
+        m.setflags(write=False)  # Shared through the cache.
+    return plain, weighted
+
+
+def _folded_sums(values, pad, sigma, pad_mode):
+    """values: f[B, g_h, g_w] → the sums of `_means`, f[B, g_h, g_w, 3] (x, y, total)."""
+    _, g_h, g_w = values.shape
+    plain_h, weighted_h = _folded_passes(g_h, pad, sigma, pad_mode)
+    plain_w, weighted_w = _folded_passes(g_w, pad, sigma, pad_mode)
+    hi = lax.Precision.HIGHEST
+    # Along the width: the x-weighted pass (for x) and the plain one (for y and the total).
+    cols = jnp.asarray(np.stack([weighted_w, plain_w]), values.dtype)
+    across = jnp.einsum("bhw,kjw->bkhj", values, cols, precision=hi)
+    # Along the height: plain for x and the total, y-weighted for y.
+    rows = jnp.asarray(np.stack([plain_h, weighted_h, plain_h]), values.dtype)
+    return jnp.einsum("kih,bkhj->bijk", rows, across[:, np.array([0, 1, 1])], precision=hi)
 
 
 def _nan_if_invalid(saliency: jnp.ndarray, grid, axes: tuple[int, ...]):
@@ -270,9 +302,9 @@ def saliency_grid(
       map_pad_mode: how the map is padded: "edge" (the paper's replication), "reflect" or
         "constant" (zeros).
       separable: build one 1-D grid per axis from the saliency marginals (FOVEA-style).
-      implementation: how the 1-D Gaussian passes run: "matmul" (banded-matrix products,
-        the default) or "conv" (depthwise `lax.conv_general_dilated`); equal results, see
-        the module docstring for why matmul is the default.
+      implementation: how the 1-D Gaussian passes run: "matmul" (products with the padding
+        folded in, the default) or "conv" (depthwise `lax.conv_general_dilated` of the padded
+        map); equal results, see the module docstring for why matmul is the default.
       pad_mode: the deprecated name of `map_pad_mode` (kept for one release).
 
     Returns:
@@ -314,28 +346,33 @@ def _saliency_grid(saliency, *static):
 
 def _saliency_grid_batch(output_shape, pad, sigma, pad_mode, separable, implementation, saliency):
     out_h, out_w = output_shape
-    kernel = gaussian_kernel_1d(2 * pad + 1, sigma=sigma)
     dtype = jnp.promote_types(saliency.dtype, jnp.float32)
     values = saliency.astype(dtype)
     _, g_h, g_w = values.shape
-    rows = jnp.asarray(align_corners_matrix(g_h, out_h), dtype)
-    cols = jnp.asarray(align_corners_matrix(g_w, out_w), dtype)
+    rows = align_corners_matrix(g_h, out_h)
+    cols = align_corners_matrix(g_w, out_w)
+    hi = lax.Precision.HIGHEST
 
     if separable:
         axes = []
         for marginal, cells, upsample in ((values.sum(1), g_w, cols), (values.sum(2), g_h, rows)):
-            coords = jnp.asarray(_coordinates(cells, pad), dtype)[None, :, None]
             identity = jnp.asarray(np.arange(cells) / (cells - 1), dtype)[None, :, None]
-            padded = _pad(marginal, pad, pad_mode, ndim=1)
-            coarse = _weighted_means(
-                padded, [coords], kernel, identity, ndim=1, implementation=implementation
-            )[..., 0]
-            fine = jnp.einsum("og,bg->bo", upsample, coarse, precision=lax.Precision.HIGHEST)
+            if implementation == "matmul":
+                plain, weighted = (
+                    jnp.asarray(m, dtype) for m in _folded_passes(cells, pad, sigma, pad_mode)
+                )
+                sums = jnp.stack(
+                    [jnp.einsum("ic,bc->bi", m, marginal, precision=hi) for m in (weighted, plain)],
+                    axis=-1,
+                )
+            else:
+                coords = jnp.asarray(_coordinates(cells, pad), dtype)[None, :, None]
+                sums = _padded_sums(_pad(marginal, pad, pad_mode, ndim=1), [coords], sigma, pad)
+            coarse = _means(sums, identity, ndim=1)[..., 0]
+            fine = jnp.einsum("og,bg->bo", jnp.asarray(upsample, dtype), coarse, precision=hi)
             axes.append(_nan_if_invalid(values, fine, axes=(1, 2)))
         return SeparableGrid(x=axes[0], y=axes[1])
 
-    xs = jnp.asarray(_coordinates(g_w, pad), dtype)[None, None, :, None]
-    ys = jnp.asarray(_coordinates(g_h, pad), dtype)[None, :, None, None]
     identity = jnp.stack(
         jnp.meshgrid(
             jnp.asarray(np.arange(g_w) / (g_w - 1), dtype),
@@ -344,14 +381,30 @@ def _saliency_grid_batch(output_shape, pad, sigma, pad_mode, separable, implemen
         ),
         axis=-1,
     )[None]
-    padded = _pad(values, pad, pad_mode, ndim=2)
-    coarse = _weighted_means(
-        padded, [xs, ys], kernel, identity, ndim=2, implementation=implementation
-    )
+    if implementation == "matmul":
+        sums = _folded_sums(values, pad, sigma, pad_mode)
+    else:
+        xs = jnp.asarray(_coordinates(g_w, pad), dtype)[None, None, :, None]
+        ys = jnp.asarray(_coordinates(g_h, pad), dtype)[None, :, None, None]
+        sums = _padded_sums(_pad(values, pad, pad_mode, ndim=2), [xs, ys], sigma, pad)
+    # Marked before the upsampling, which carries a NaN cell into every output it reaches
+    # (all of them, as the whole coarse grid is marked): one pass fewer over the output.
+    coarse = _nan_if_invalid(values, _means(sums, identity, ndim=2), axes=(1, 2))
+    return _upsample(coarse, rows, cols)
+
+
+def _upsample(coarse: jnp.ndarray, rows: np.ndarray, cols: np.ndarray) -> jnp.ndarray:
+    """coarse: f[B, g_h, g_w, 2] → f[B, out_h, out_w, 2], the products `rows · coarse · colsᵀ`.
+
+    Each output reads 2×2 cells: on CPU one native banded pass (`banded_resize`) writes the
+    grid directly, where the dense products cost 31 multiply-adds per output for the paper's
+    map, behind a transposing copy (batch 16, 31² → 224²: ~1.8 ms of a ~3.5 ms grid).
+    """
+    if banded.eligible(coarse):
+        return banded.banded_resize(coarse, rows, cols)
     hi = lax.Precision.HIGHEST
-    fine = jnp.einsum("oh,bhwk->bowk", rows, coarse, precision=hi)
-    fine = jnp.einsum("pw,bowk->bopk", cols, fine, precision=hi)
-    return _nan_if_invalid(values, fine, axes=(1, 2))
+    fine = jnp.einsum("oh,bhwk->bowk", jnp.asarray(rows, coarse.dtype), coarse, precision=hi)
+    return jnp.einsum("pw,bowk->bopk", jnp.asarray(cols, coarse.dtype), fine, precision=hi)
 
 
 def check_separable_grid(sep_grid, name: str = "sep_grid") -> None:

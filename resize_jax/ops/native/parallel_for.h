@@ -29,9 +29,9 @@ inline void parallel_for(xla::ffi::ThreadPool& pool, int64_t num_tasks,
   }
   struct State {
     std::atomic<int64_t> next{0};
+    std::atomic<int64_t> completed{0};
     std::mutex mu;
     std::condition_variable cv;
-    int64_t completed = 0;
   };
   auto state = std::make_shared<State>();
   // Only ever called while some task is unfinished, so `fn` is still alive.
@@ -39,8 +39,13 @@ inline void parallel_for(xla::ffi::ThreadPool& pool, int64_t num_tasks,
     const int64_t t = state->next++;
     if (t >= num_tasks) return false;
     fn(t);
-    std::lock_guard<std::mutex> lock(state->mu);
-    if (++state->completed == num_tasks) state->cv.notify_all();
+    // The lock only for the last task: taken after the count, it orders the notification
+    // after the waiter's check of the count (no lost wake-up), and small tasks do not
+    // serialise on it.
+    if (state->completed.fetch_add(1) + 1 == num_tasks) {
+      std::lock_guard<std::mutex> lock(state->mu);
+      state->cv.notify_all();
+    }
     return true;
   };
   for (int64_t i = 0; i < workers; ++i) {
@@ -52,7 +57,7 @@ inline void parallel_for(xla::ffi::ThreadPool& pool, int64_t num_tasks,
   while (run_one()) {
   }
   std::unique_lock<std::mutex> lock(state->mu);
-  state->cv.wait(lock, [&] { return state->completed == num_tasks; });
+  state->cv.wait(lock, [&] { return state->completed.load() == num_tasks; });
 }
 
 }  // namespace resize_jax

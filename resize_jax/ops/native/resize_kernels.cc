@@ -5,7 +5,8 @@
 // an 800-pixel image) has no regular band, so XLA runs it as two dense matrix products, each
 // behind a transposing copy of the images: `in` multiply-adds per output instead of the
 // band's K, and two passes that move the batch around. Here each output row is the K rows it
-// reads mixed as contiguous vectors, then resized along the row by its band.
+// reads mixed as contiguous vectors, then resized along the row by its band (or, when the
+// output has more rows than the image, the image rows are resized along x first).
 //
 //   x: f32[B, H, W, C]   starts_y: s32[h], weights_y: f32[h, Ky]   starts_x: s32[w],
 //   weights_x: f32[w, Kx]   out: f32[B, h, w, C]
@@ -13,8 +14,9 @@
 //                     sum_{j < Kx} weights_x[p, j] * x[b, starts_y[o] + i, starts_x[p] + j, c]
 // Every band lies inside the image (0 <= start, start + K <= size): the caller shifts bands
 // that would run past a border and gives the shifted-in taps zero weight.
-// Work is split over (batch, output row) across XLA's intra-op thread pool.
+// Work is split over (batch, block of output rows) across XLA's intra-op thread pool.
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -53,38 +55,78 @@ ffi::Error band_of(const ffi::AnyBuffer& starts, const ffi::AnyBuffer& weights, 
   return ffi::Error::Success();
 }
 
-// One output row: `mixed` = the band's rows of the image mixed (contiguous, vectorised), then
-// each output pixel the band's pixels of `mixed`.
+// One line resized along x by its band: out_line[p] = sum_j wx[p, j] * line[starts[p] + j].
 template <int kChannels>
-void resize_row(const float* image, const Band& by, const Band& bx, int64_t width,
-                int64_t channels_rt, int64_t o, float* mixed, float* out_row) {
+void resize_line(const float* line, const Band& bx, int64_t channels_rt, float* out_line) {
   const int64_t channels = kChannels > 0 ? kChannels : channels_rt;
-  const int64_t line = width * channels;
-  const float* first = image + int64_t{by.starts[o]} * line;
-  const float* wy = by.weights + o * by.taps;
-  for (int64_t e = 0; e < line; ++e) mixed[e] = wy[0] * first[e];
-  for (int64_t i = 1; i < by.taps; ++i) {
-    const float* row = first + i * line;
-    const float weight = wy[i];
-    for (int64_t e = 0; e < line; ++e) mixed[e] += weight * row[e];
-  }
   for (int64_t p = 0; p < bx.out; ++p) {
     const float* wx = bx.weights + p * bx.taps;
-    const float* pixel = mixed + int64_t{bx.starts[p]} * channels;
-    float acc[kChannels > 0 ? kChannels : 1];
+    const float* pixel = line + int64_t{bx.starts[p]} * channels;
     if constexpr (kChannels > 0) {
+      float acc[kChannels];
       for (int c = 0; c < kChannels; ++c) acc[c] = wx[0] * pixel[c];
       for (int64_t j = 1; j < bx.taps; ++j) {
         for (int c = 0; c < kChannels; ++c) acc[c] += wx[j] * pixel[j * kChannels + c];
       }
-      std::memcpy(out_row + p * kChannels, acc, sizeof(acc));
+      std::memcpy(out_line + p * kChannels, acc, sizeof(acc));
     } else {
       for (int64_t c = 0; c < channels; ++c) {
         float sum = wx[0] * pixel[c];
         for (int64_t j = 1; j < bx.taps; ++j) sum += wx[j] * pixel[j * channels + c];
-        out_row[p * channels + c] = sum;
+        out_line[p * channels + c] = sum;
       }
     }
+  }
+}
+
+// out = sum_i weights[i] * rows[i * stride ...], `length` contiguous floats (vectorised).
+void mix_rows(const float* rows, int64_t stride, const float* weights, int64_t taps,
+              int64_t length, float* out) {
+  for (int64_t e = 0; e < length; ++e) out[e] = weights[0] * rows[e];
+  for (int64_t i = 1; i < taps; ++i) {
+    const float* row = rows + i * stride;
+    const float weight = weights[i];
+    for (int64_t e = 0; e < length; ++e) out[e] += weight * row[e];
+  }
+}
+
+// Output rows [o_begin, o_end), mixing along y first: each output row is its band's image
+// rows mixed as contiguous vectors (`mixed`), then resized along x. The cheaper order when
+// the image has more rows than the output (downsampling).
+template <int kChannels>
+void rows_y_first(const float* image, const Band& by, const Band& bx, int64_t width,
+                  int64_t channels, int64_t o_begin, int64_t o_end, std::vector<float>& mixed,
+                  float* out) {
+  const int64_t line = width * channels, out_line = bx.out * channels;
+  mixed.resize(line);
+  for (int64_t o = o_begin; o < o_end; ++o) {
+    mix_rows(image + int64_t{by.starts[o]} * line, line, by.weights + o * by.taps, by.taps, line,
+             mixed.data());
+    resize_line<kChannels>(mixed.data(), bx, channels, out + (o - o_begin) * out_line);
+  }
+}
+
+// The same rows resizing along x first: the image rows the block reads, each resized along x
+// once (`resized`), then mixed along y as vectors of the output's width. The cheaper order
+// when the output has more rows than the image (upsampling, e.g. a 31-cell grid to 224):
+// the per-pixel x pass runs on H rows instead of h.
+template <int kChannels>
+void rows_x_first(const float* image, const Band& by, const Band& bx, int64_t width,
+                  int64_t channels, int64_t o_begin, int64_t o_end, std::vector<float>& resized,
+                  float* out) {
+  const int64_t line = width * channels, out_line = bx.out * channels;
+  int64_t lo = by.starts[o_begin], hi = lo;
+  for (int64_t o = o_begin; o < o_end; ++o) {
+    lo = std::min<int64_t>(lo, by.starts[o]);
+    hi = std::max<int64_t>(hi, int64_t{by.starts[o]} + by.taps);
+  }
+  resized.resize((hi - lo) * out_line);
+  for (int64_t r = lo; r < hi; ++r) {
+    resize_line<kChannels>(image + r * line, bx, channels, resized.data() + (r - lo) * out_line);
+  }
+  for (int64_t o = o_begin; o < o_end; ++o) {
+    mix_rows(resized.data() + (by.starts[o] - lo) * out_line, out_line, by.weights + o * by.taps,
+             by.taps, out_line, out + (o - o_begin) * out_line);
   }
 }
 
@@ -107,17 +149,33 @@ ffi::Error BandedResize(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer s
   const float* images = reinterpret_cast<const float*>(x.untyped_data());
   float* o = reinterpret_cast<float*>(out->untyped_data());
   const int64_t out_line = bx.out * channels;
-  parallel_for(pool, batch * by.out, [&](int64_t task) {
-    thread_local std::vector<float> mixed;
-    mixed.resize(width * channels);
-    const int64_t b = task / by.out, row = task % by.out;
+  // Multiply-adds per image in each order, a vectorised one counted as 1/8 of a per-pixel one.
+  const double y_first = (double(by.out) * by.taps * width * channels) / 8 +
+                         double(by.out) * bx.out * bx.taps * channels;
+  const double x_first = double(height) * bx.out * bx.taps * channels +
+                         (double(by.out) * by.taps * out_line) / 8;
+  const bool along_x_first = x_first < y_first;
+  // Blocks of output rows of ~16K outputs each: enough work per task to hide its
+  // scheduling, and few enough x-first rows recomputed at the blocks' edges.
+  const int64_t block = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, out_line));
+  const int64_t blocks = (by.out + block - 1) / block;
+  parallel_for(pool, batch * blocks, [&](int64_t task) {
+    thread_local std::vector<float> scratch;
+    const int64_t b = task / blocks, o_begin = (task % blocks) * block;
+    const int64_t o_end = std::min(by.out, o_begin + block);
     const float* image = images + b * height * width * channels;
-    float* out_row = o + task * out_line;
-    switch (channels) {
-      case 1: return resize_row<1>(image, by, bx, width, 1, row, mixed.data(), out_row);
-      case 3: return resize_row<3>(image, by, bx, width, 3, row, mixed.data(), out_row);
-      default:
-        return resize_row<0>(image, by, bx, width, channels, row, mixed.data(), out_row);
+    float* out_rows = o + (b * by.out + o_begin) * out_line;
+    auto run = [&](auto rows) {
+      rows(image, by, bx, width, channels, o_begin, o_end, scratch, out_rows);
+    };
+    switch (channels * 2 + along_x_first) {
+      case 2: return run(rows_y_first<1>);
+      case 3: return run(rows_x_first<1>);
+      case 4: return run(rows_y_first<2>);
+      case 5: return run(rows_x_first<2>);
+      case 6: return run(rows_y_first<3>);
+      case 7: return run(rows_x_first<3>);
+      default: return along_x_first ? run(rows_x_first<0>) : run(rows_y_first<0>);
     }
   });
   return ffi::Error::Success();
