@@ -8,8 +8,9 @@ of the band's K. `banded_resize` applies both axes' bands directly to the NHWC i
 (`native/resize_kernels.cc`): each output row mixes the K input rows it reads as contiguous
 vectors, then each pixel the K pixels of that row it reads.
 
-The gradient is the dense products' (XLA), so training costs what it did; only the forward
-pass (the saliency network's input, which needs no gradient) is native.
+The gradient is the same pass with the transposed matrices (also banded: an input pixel
+reaches a contiguous run of outputs) where their bands are narrow, else the dense products'
+(XLA).
 """
 
 from __future__ import annotations
@@ -86,13 +87,21 @@ def _banded_fwd(images, matrix_y, matrix_x):
 
 
 def _banded_bwd(matrix_y, matrix_x, _, g):
-    # The transposed dense products (XLA), as `ops.resize`'s gradient without this kernel.
+    # The transposes of interpolation matrices are banded too (an input pixel reaches a
+    # contiguous run of outputs): the same native pass with them, where both are narrow.
+    transposes = (matrix_y.T, matrix_x.T)
+    if eligible(g) and all(cheaper_than_dense(m, _BACKWARD_ADVANTAGE) for m in transposes):
+        return (_banded(g, *transposes),)
+    # Else the transposed dense products (XLA), as `ops.resize`'s gradient without this kernel.
     shape = (g.shape[0], matrix_y.shape[1], matrix_x.shape[1], g.shape[3])
     dense = functools.partial(
         _dense, matrix_y=matrix_y.astype(np.float32), matrix_x=matrix_x.astype(np.float32)
     )
     return jax.linear_transpose(dense, jax.ShapeDtypeStruct(shape, g.dtype))(g)
 
+
+# A transposed band at most this fraction of the dense width runs natively in the gradient.
+_BACKWARD_ADVANTAGE = 2
 
 _banded.defvjp(_banded_fwd, _banded_bwd)
 
@@ -105,7 +114,7 @@ def eligible(images) -> bool:
 def banded_resize(images: jnp.ndarray, matrix_y: np.ndarray, matrix_x: np.ndarray) -> jnp.ndarray:
     """images: f32[B, H, W, C]; matrix_y: f[h, H], matrix_x: f[w, W] (NumPy constants) →
     f32[B, h, w, C], the two products `matrix_y · images · matrix_xᵀ` (on CPU by their bands,
-    elsewhere dense). Differentiable in `images` (reverse mode)."""
+    elsewhere dense). Differentiable in `images` (reverse mode, to any order)."""
     return _banded(images, np.asarray(matrix_y), np.asarray(matrix_x))
 
 

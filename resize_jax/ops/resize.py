@@ -24,7 +24,7 @@ learned resizer's two resizes at 448→224: 2.56 GFLOPs/image dense, 6 MFLOPs as
 faster forward and backward on CPU). Upscaling and irregular factors keep the dense product,
 except on CPU for float32 images with the native kernels: there, when a band is at least 4×
 narrower than its input, the resize is one native pass over both axes' bands
-(`banded_resize.py`; its gradient is still the dense products').
+(`banded_resize.py`; its gradient is the same pass with the transposed bands).
 
 TensorFlow's bicubic kernel (`resize_bicubic`) reads its weights from a 1024-entry table, so
 its results differ from the exact Keys cubic used here by up to ~2e-4 (on values in [0, 1])
