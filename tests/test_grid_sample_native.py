@@ -58,7 +58,8 @@ def test_samples_and_slopes_match_xla(shape, padding_mode):
 
 
 # Rows of 37 points: "border" padding takes 16 points at a time (two blocks, then 5 points one
-# by one); one and three channels are interleaved in registers, the others element-wise.
+# by one); one to four channels are read as float pairs, one and three channels are
+# interleaved in registers, the others element-wise.
 @pytest.mark.parametrize("padding_mode", ["border", "zeros"])
 @pytest.mark.parametrize(
     "shape", [(2, 9, 7, 3), (2, 13, 17, 1), (2, 6, 5, 2), (1, 4, 6, 4), (1, 4, 6, 5), (1, 1, 6, 3)]

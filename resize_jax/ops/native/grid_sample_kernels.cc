@@ -170,6 +170,44 @@ inline BorderTaps border_taps(vf coord, int64_t n) {
   return {base, frac, slope};
 }
 
+// The two x taps' C channels of 16 points in one row: 2·C contiguous floats from each offset,
+// flattened as [tap][channel]. With AVX-512, C gathers of 8 float pairs per half block,
+// whose even and odd floats are two values each: half the element loads of one 16-lane
+// gather per value. Measured single-threaded (batch 16, 224² points, 3 channels): 8.4-10.0
+// → 4.5-5.2 ms on 800² images, 3.8-4.0 → 3.5 ms on 100² ones (in cache); the element loads
+// that miss the cache, several per line, had bounded the scattered reads.
+template <int C>
+inline void load_taps(const float* image, vi offsets, vf (&taps)[2][C]) {
+#ifdef __AVX512F__
+  if constexpr (C <= 4) {
+    const __m512i all = reinterpret_cast<__m512i>(offsets);
+    const __m256i lo = _mm512_castsi512_si256(all), hi = _mm512_extracti64x4_epi64(all, 1);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                           28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    vf* flat = &taps[0][0];
+    for (int k = 0; k < C; ++k) {
+      const __m256i step = _mm256_set1_epi32(2 * k);
+      const __m512 a = _mm512_castpd_ps(_mm512_i32gather_pd(_mm256_add_epi32(lo, step), image, 4));
+      const __m512 b = _mm512_castpd_ps(_mm512_i32gather_pd(_mm256_add_epi32(hi, step), image, 4));
+      flat[2 * k] = reinterpret_cast<vf>(_mm512_permutex2var_ps(a, even, b));
+      flat[2 * k + 1] = reinterpret_cast<vf>(_mm512_permutex2var_ps(a, odd, b));
+    }
+    return;
+  }
+#endif
+  for (int c = 0; c < C; ++c) {
+    taps[0][c] = gather(image, offsets + c);
+    taps[1][c] = gather(image, offsets + (C + c));
+  }
+}
+
+template <int C>
+inline void load_corners(const float* image, vi c00, vi c10, vf (&corners)[2][2][C]) {
+  load_taps<C>(image, c00, corners[0]);
+  load_taps<C>(image, c10, corners[1]);
+}
+
 // Whether the block path applies: "border" padding, both axes longer than one pixel, and an
 // image's element offsets in int32.
 inline bool blocks_apply(const Shapes& s, bool zeros) {
@@ -219,9 +257,11 @@ inline bool sample_block(const Shapes& s, const float* image, const float* grid,
   const vi c00 = ty.i0 * line + tx.i0 * C, c10 = c00 + line;
   const vf one = vf{} + 1.f, wx1 = tx.w1, wx0 = one - wx1, wy1 = ty.w1, wy0 = one - wy1;
   vf sample[C], dx[C], dy[C];
+  vf corners[2][2][C];  // [row][x tap][channel]
+  load_corners<C>(image, c00, c10, corners);
   for (int c = 0; c < C; ++c) {
-    const vf v00 = gather(image, c00 + c), v01 = gather(image, c00 + (C + c));
-    const vf v10 = gather(image, c10 + c), v11 = gather(image, c10 + (C + c));
+    const vf v00 = corners[0][0][c], v01 = corners[0][1][c];
+    const vf v10 = corners[1][0][c], v11 = corners[1][1][c];
     const vf top = wx0 * v00 + wx1 * v01, bottom = wx0 * v10 + wx1 * v11;
     sample[c] = wy0 * top + wy1 * bottom;
     if constexpr (kSlopes) {
