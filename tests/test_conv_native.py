@@ -222,10 +222,14 @@ def test_conv_general_dilated_is_a_drop_in():
 @pytest.mark.parametrize(
     ("x_shape", "w_shape", "kwargs", "native_path"),
     [
-        # Strided SAME layers: even and odd sizes (XLA pads them differently), stride 3.
+        # Strided SAME layers (by space-to-depth): even and odd sizes (XLA pads them
+        # differently), strides 2 to 4, even and odd numbers of block taps.
         ((2, 12, 10, 3), (3, 3, 3, 16), {"window_strides": (2, 2), "padding": "SAME"}, True),
         ((2, 13, 11, 3), (5, 5, 3, 16), {"window_strides": (2, 2), "padding": "SAME"}, True),
-        ((1, 14, 9, 16), (3, 3, 16, 16), {"window_strides": (3, 3), "padding": "SAME"}, True),
+        ((1, 15, 17, 3), (7, 7, 3, 16), {"window_strides": (2, 2), "padding": "SAME"}, True),
+        # One block tap (stride >= K): a 1×1 layer on the blocks, a matrix product.
+        ((1, 14, 9, 16), (3, 3, 16, 16), {"window_strides": (3, 3), "padding": "SAME"}, False),
+        ((1, 17, 16, 16), (3, 3, 16, 16), {"window_strides": (4, 4), "padding": "SAME"}, False),
         # 1×1 layers: subsampled before the (XLA) matrix product; dilation changes nothing.
         ((2, 13, 10, 16), (1, 1, 16, 16), {"window_strides": (2, 2), "padding": "SAME"}, False),
         ((2, 13, 10, 16), (1, 1, 16, 16), {"padding": "SAME", "rhs_dilation": (3, 3)}, False),

@@ -201,23 +201,43 @@ def _dilated_by_phases(x: jnp.ndarray, w: jnp.ndarray, dilation: int) -> jnp.nda
     return y.reshape(b, h, wd, w.shape[-1])
 
 
-def _strided_by_subsampling(x: jnp.ndarray, w: jnp.ndarray, stride: int) -> jnp.ndarray:
-    """The SAME convolution of x: f[B, H, W, CI] with w at `stride`, as every stride-th pixel
-    of the stride-1 SAME convolution. XLA pads a strided SAME layer by
-    p = max((out − 1)·s + K − in, 0) in total, ⌊p/2⌋ before, so output i reads the inputs from
-    s·i − ⌊p/2⌋, which is pixel s·i + K//2 − ⌊p/2⌋ of the stride-1 output (K odd)."""
-    size = w.shape[0]
+def _strided_by_space_to_depth(x: jnp.ndarray, w: jnp.ndarray, stride: int) -> jnp.ndarray:
+    """The SAME convolution of x: f[B, H, W, CI] with w: f[K, K, CI, CO] (K odd) at `stride`,
+    as a stride-1 convolution of the s×s space-to-depth image (s²·CI channels).
+
+    XLA pads a strided SAME layer by p = max((out − 1)·s + K − in, 0) in total, ⌊p/2⌋ before,
+    so output i reads padded rows s·i + t, t < K: block row i + t // s, sub-row t % s. That is
+    a K'×K' "valid" convolution of the blocks, K' = ⌈K/s⌉, with the taps regrouped into
+    channels; an even K' gets a leading zero tap so that it runs as a SAME odd-sized one. The
+    work is the layer's own (s² times less than computing the stride-1 output and keeping
+    every s-th pixel) and the output is written once, at its own size.
+    """
+    size, _, in_channels, out_channels = w.shape
     if size == 1:
-        # A 1×1 layer reads only the pixels it outputs: subsample first, s² less work.
+        # A 1×1 layer reads only the pixels it outputs.
         return conv2d_same(x[:, ::stride, ::stride], w)
-    y = conv2d_same(x, w)
-    index = []
+    s = stride
+    taps = -(-size // s)  # K'
+    lead = 1 - taps % 2  # the zero tap that makes K' odd
+    padded_taps = taps + lead
+    crops, pads = [], []
     for n in x.shape[1:3]:
-        out = -(-n // stride)
-        before = max((out - 1) * stride + size - n, 0) // 2
-        start = size // 2 - before
-        index.append(slice(start, start + stride * (out - 1) + 1, stride))
-    return y[:, index[0], index[1]]
+        out = -(-n // s)
+        before = max((out - 1) * s + size - n, 0) // 2
+        rows = s * (out + taps - 1)  # the blocks every output reads
+        pads.append((before, max(rows - n - before, 0), rows))
+        crops.append(slice(padded_taps // 2 - lead, padded_taps // 2 - lead + out))
+    (top, bottom, rows), (left, right, cols) = pads
+    x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))[:, :rows, :cols]
+    b = x.shape[0]
+    blocks = x.reshape(b, rows // s, s, cols // s, s, in_channels).transpose(0, 1, 3, 2, 4, 5)
+    blocks = blocks.reshape(b, rows // s, cols // s, s * s * in_channels)
+    # Kernel tap t = s·q + u goes to block tap q, channel group u (zeros past K).
+    k = jnp.pad(w, ((0, s * taps - size), (0, s * taps - size), (0, 0), (0, 0)))
+    k = k.reshape(taps, s, taps, s, in_channels, out_channels).transpose(0, 2, 1, 3, 4, 5)
+    k = k.reshape(taps, taps, s * s * in_channels, out_channels)
+    k = jnp.pad(k, ((lead, 0), (lead, 0), (0, 0), (0, 0)))
+    return conv2d_same(blocks, k)[:, crops[0], crops[1]]
 
 
 def _all_ones(values: Sequence[int] | None) -> bool:
@@ -239,10 +259,9 @@ def conv_general_dilated(
 ):
     """`lax.conv_general_dilated`, with the SAME NHWC case sent to `conv2d_same`: stride 1
     always, and where the native kernels take the layer, a square dilation (by phases) or a
-    square stride with "SAME" padding (by subsampling the stride-1 output). XLA:CPU runs such
-    narrow strided and dilated layers at a few GFLOP/s (the saliency network's two took most
-    of its inference time); the native kernels, even doing a strided layer's work s² times,
-    take a fraction of that."""
+    square stride with "SAME" padding (by space-to-depth). XLA:CPU runs such narrow strided
+    and dilated layers at a few GFLOP/s (the saliency network's two took most of its
+    inference time); the native kernels take a fraction of that."""
     stride, dilation = _square(window_strides), _square(rhs_dilation)
     if rhs.ndim == 4 and rhs.shape[0] == rhs.shape[1] == 1 and dilation is not None:
         dilation = 1  # A 1×1 kernel has no taps to spread.
@@ -273,7 +292,7 @@ def conv_general_dilated(
         ):
             return _dilated_by_phases(lhs, rhs, dilation)
         if stride > 1 and native and isinstance(padding, str):
-            return _strided_by_subsampling(lhs, rhs, stride)
+            return _strided_by_space_to_depth(lhs, rhs, stride)
     return lax.conv_general_dilated(
         lhs,
         rhs,
