@@ -14,9 +14,11 @@ CASE is one of bench_frontends.py's cases, written the way a PyTorch user would 
                  bilinear upsampling with aligned corners) → `F.grid_sample` (bilinear, border,
                  aligned corners). Forward, and forward+backward of the sum to the logits.
   saliency       the whole saliency sampler: the low-resolution copy (k×k block means, then an
-                 antialiased bilinear resize to 224), `SaliencyCNN`'s network (three stride-2
-                 3×3 convolutions 16/32/64 with ReLU, a 1×1 convolution to one logit), logits
-                 resized to the grid, then saliency_grid as above. Inference and an SGD step.
+                 antialiased bilinear resize to 224), `SaliencyCNN`'s default network (3×3
+                 convolutions 16/16/16, strides 2/1/1, dilations 1/1/2, BatchNorm and ReLU, a
+                 1×1 convolution to one logit), logits resized to the grid, then saliency_grid
+                 as above. Inference (BatchNorm's running statistics) and an SGD step (batch
+                 statistics).
   fixed          bilinear resize (no antialias). Forward, and forward+backward to the images.
   mean_pool      one k×k mean-pool pass over the input (k = size // out): the memory-bound
                  floor of anything that reads every input pixel once.
@@ -131,22 +133,48 @@ def low_resolution(images, side):
 
 
 class SaliencySampler(nn.Module):
-    """The saliency sampler with `resize_jax.SaliencyCNN`'s network (31×31 grid, pad 30)."""
+    """The saliency sampler with `resize_jax.SaliencyCNN`'s default network (31×31 grid, pad 30):
+    3×3 convolutions 16/16/16, strides 2/1/1, dilations 1/1/2, each without bias, then
+    BatchNorm and ReLU, then a 1×1 convolution to one logit. The strided layer pads as XLA's
+    SAME does (nothing before, one row and column after, for an even side), so the same
+    weights give the same logits."""
 
     def __init__(self, out_hw, channels=3, grid=31, pad=30, fwhm=13.0, side=224):
         super().__init__()
         self.out_hw, self.grid, self.pad, self.fwhm, self.side = out_hw, grid, pad, fwhm, side
-        widths = (channels, 16, 32, 64)
+        widths = (channels, 16, 16, 16)
+        layers = ((2, 1), (1, 1), (1, 2))  # (stride, dilation)
         self.convs = nn.ModuleList(
-            nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in itertools.pairwise(widths)
+            nn.Conv2d(a, b, 3, stride=s, padding=0 if s > 1 else d, dilation=d, bias=False)
+            for (a, b), (s, d) in zip(itertools.pairwise(widths), layers, strict=True)
         )
-        self.logits = nn.Conv2d(64, 1, 1)
+        self.bns = nn.ModuleList(nn.BatchNorm2d(b, momentum=0.1) for b in widths[1:])
+        self.logits = nn.Conv2d(widths[-1], 1, 1)
+
+    def saliency_logits(self, low):
+        """low: the low-resolution copy [B, C, side, side] → logits [B, 1, grid, grid]."""
+        for conv, bn in zip(self.convs, self.bns, strict=True):
+            if conv.stride[0] > 1:
+                # XLA's SAME padding of a strided layer: p = (out - 1)·s + K - in in total,
+                # ⌊p/2⌋ before.
+                total = [
+                    max((-(-n // conv.stride[0]) - 1) * conv.stride[0] + 3 - n, 0)
+                    for n in low.shape[-2:]
+                ]
+                low = F.pad(
+                    low,
+                    (
+                        total[1] // 2,
+                        total[1] - total[1] // 2,
+                        total[0] // 2,
+                        total[0] - total[0] // 2,
+                    ),
+                )
+            low = F.relu(bn(conv(low)))
+        return F.interpolate(self.logits(low), size=(self.grid,) * 2, mode="bilinear")
 
     def forward(self, x):
-        low = low_resolution(x, self.side)
-        for conv in self.convs:
-            low = F.relu(conv(low))
-        logits = F.interpolate(self.logits(low), size=(self.grid,) * 2, mode="bilinear")
+        logits = self.saliency_logits(low_resolution(x, self.side))
         return sample(x, logits, self.out_hw, self.pad, self.fwhm)
 
 

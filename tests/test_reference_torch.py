@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from resize_jax import ops
-from resize_jax.frontends import LearnedResizer
+from resize_jax.frontends import LearnedResizer, SaliencySampler
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -88,6 +88,42 @@ def test_reference_saliency_grid_and_sampling_match_ours():
     np.testing.assert_allclose(theirs_grid.numpy(), grid, atol=1e-5)
     # Grid rounding (~1e-6) times the image gradient (up to ~50 per unit of grid).
     np.testing.assert_allclose(theirs.numpy().transpose(0, 2, 3, 1), ours, atol=1e-4)
+
+
+def test_reference_saliency_sampler_has_our_default_network():
+    torch = pytest.importorskip("torch")
+    reference = _load("reference_torch")
+    x = jax.random.uniform(jax.random.key(5), (2, 64, 64, 3))
+    model = SaliencySampler((24, 24), saliency_input_shape=(32, 32))
+    variables = model.init(jax.random.key(6), x)
+    p = variables["params"]["saliency_net"]
+    # Random logit weights (they start at zero) and running statistics, so that every layer
+    # shows in the saliency.
+    key = jax.random.key(7)
+    p = {
+        **p,
+        "logits": {"kernel": jax.random.normal(key, (1, 1, 16, 1)), "bias": p["logits"]["bias"]},
+    }
+    s = jax.tree.map(
+        lambda v: v + 0.3 * jax.random.uniform(jax.random.key(8), v.shape),
+        variables["batch_stats"]["saliency_net"],
+    )
+    ours, aux = model.apply({"params": {"saliency_net": p}, "batch_stats": {"saliency_net": s}}, x)
+
+    theirs = reference.SaliencySampler((24, 24), side=32).eval()
+    for k in range(3):
+        kernel = np.asarray(p[f"conv{k}"]["kernel"]).transpose(3, 2, 0, 1).copy()
+        theirs.convs[k].weight.data = torch.from_numpy(kernel)
+        _copy_bn(torch, theirs.bns[k], p[f"bn{k}"], s[f"bn{k}"])
+    _copy_conv(torch, theirs.logits, p["logits"])
+    images = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
+    with torch.no_grad():
+        logits = theirs.saliency_logits(reference.low_resolution(images, 32))
+        out = theirs(images)
+    saliency = torch.softmax(logits.flatten(1), -1).view(2, 31, 31).numpy()
+    assert np.ptp(saliency) > 1e-4  # not flat: the comparison sees the network
+    np.testing.assert_allclose(saliency, aux["saliency"], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(out.numpy().transpose(0, 2, 3, 1), ours, atol=1e-4)
 
 
 def test_reference_runs_every_case_and_reports_memory():
