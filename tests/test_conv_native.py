@@ -439,3 +439,33 @@ def test_bias_leaky_fused_keeps_the_batch_split():
     per_device = 8 // len(jax.devices())
     assert "all-gather" not in compiled
     assert f"f32[{per_device},6,10,16]{{3,2,1,0}} custom-call" in compiled
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "size", "stride", "dilation"),
+    [
+        ((2, 12, 10, 3), 3, 1, 1),
+        ((2, 12, 10, 3), 3, 2, 1),
+        ((1, 13, 11, 3), 3, 2, 1),
+        ((1, 15, 17, 4), 7, 2, 1),
+        ((1, 14, 9, 4), 3, 3, 1),
+        ((2, 12, 10, 4), 3, 1, 2),
+        ((1, 12, 9, 4), 5, 1, 3),
+        ((1, 13, 10, 4), 1, 2, 1),
+    ],
+)
+def test_as_valid_layer_is_the_same_layer(x_shape, size, stride, dilation):
+    x, w, _ = _random(x_shape, (size, size, x_shape[-1], 16))
+    nhwc = ("NHWC", "HWIO", "NHWC")
+    expected = lax.conv_general_dilated(
+        x, w, (stride, stride), "SAME", rhs_dilation=(dilation, dilation), dimension_numbers=nhwc
+    )
+    x_valid, w_valid, restore = conv.as_valid_layer(x, w, stride, dilation)
+    valid = lax.conv_general_dilated(x_valid, w_valid, (1, 1), "VALID", dimension_numbers=nhwc)
+    np.testing.assert_allclose(restore(valid), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_as_valid_layer_refuses_a_stride_and_a_dilation():
+    x, w, _ = _random((1, 8, 8, 3), (3, 3, 3, 16))
+    with pytest.raises(ValueError, match="stride 2 and dilation 2"):
+        conv.as_valid_layer(x, w, 2, 2)

@@ -25,8 +25,10 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from resize_jax.frontends.batch_norm import BatchNorm
-from resize_jax.ops.conv import conv_general_dilated
+from resize_jax.frontends.batch_norm import BatchNorm, fold_into_conv
+from resize_jax.ops.conv import as_valid_layer, conv_general_dilated
+from resize_jax.ops.conv_padded import conv_padded
+from resize_jax.ops.conv_padded import native_eligible as conv_padded_native
 
 
 class SaliencyCNN(nn.Module):
@@ -72,9 +74,58 @@ class SaliencyCNN(nn.Module):
             )
         super().__post_init__()
 
+    def _folds_for_inference(self, x: jnp.ndarray, train: bool) -> bool:
+        """Whether the 3×3 layers run as `_folded_layers`: BatchNorm with running statistics,
+        float32 on CPU with the native kernels, 16-channel multiples, every variable present
+        (not while initialising) and dilated layers on sizes their dilation divides."""
+        if train or not self.batch_norm or self.is_initializing():
+            return False
+        if "batch_stats" not in self.variables or "conv0" not in self.variables.get("params", {}):
+            return False
+        if x.dtype != jnp.float32 or jnp.dtype(self.param_dtype) != jnp.float32:
+            return False
+        if any(width % 16 for width in self.features) or any(
+            s > 1 and d > 1 for s, d in zip(self.strides, self.dilations, strict=True)
+        ):
+            return False
+        height, width = x.shape[1:3]
+        for stride, dilation in zip(self.strides, self.dilations, strict=True):
+            height, width = -(-height // stride), -(-width // stride)
+            if height % dilation or width % dilation:
+                return False
+        return conv_padded_native(x, self.variables["params"]["conv0"]["kernel"])
+
+    def _folded_layers(self, x: jnp.ndarray) -> jnp.ndarray:
+        """The 3×3 layers with running statistics: x f32[B, h, w, C] → f32[B, h/s, w/s, F].
+
+        Each BatchNorm is folded into its convolution, and the bias and ReLU are applied by
+        the convolution itself (`ops.conv_padded`), which writes its output already padded
+        when the next layer is a plain one: no pass between the layers normalises, activates
+        or pads the features. Strided and dilated layers run as stride-1 valid ones
+        (`ops.conv.as_valid_layer`), as in training.
+        """
+        params, stats = self.variables["params"], self.variables["batch_stats"]
+        layers = list(zip(self.strides, self.dilations, strict=True))
+        padded = False  # whether x is already the current layer's padded input
+        for k, (stride, dilation) in enumerate(layers):
+            kernel, bias = fold_into_conv(
+                params[f"conv{k}"], params[f"bn{k}"], stats[f"bn{k}"], BatchNorm.epsilon
+            )
+            if padded:
+                x_valid, w_valid, restore = x, kernel, lambda y: y
+            else:
+                x_valid, w_valid, restore = as_valid_layer(x, kernel, stride, dilation)
+            plain_next = k + 1 < len(layers) and layers[k + 1] == (1, 1)
+            out_pad = 1 if plain_next and not dilation > 1 else 0
+            y = conv_padded(x_valid, w_valid, bias, negative_slope=0.0, out_pad=out_pad)
+            x, padded = restore(y), out_pad > 0
+        return x
+
     @nn.compact
     def __call__(self, images: jnp.ndarray, *, train: bool = False) -> jnp.ndarray:
         x = images.astype(self.dtype)
+        if self._folds_for_inference(x, train):
+            return self._logits_layer()(self._folded_layers(x))
         layers = zip(self.features, self.strides, self.dilations, strict=True)
         for k, (width, stride, dilation) in enumerate(layers):
             x = nn.Conv(
@@ -101,6 +152,9 @@ class SaliencyCNN(nn.Module):
                     name=f"bn{k}",
                 )(x)
             x = nn.relu(x)
+        return self._logits_layer()(x)
+
+    def _logits_layer(self) -> nn.Conv:
         init = nn.initializers.zeros if self.zero_init_logits else nn.linear.default_kernel_init
         return nn.Conv(
             1,
@@ -109,4 +163,4 @@ class SaliencyCNN(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="logits",
-        )(x)
+        )

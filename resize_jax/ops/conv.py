@@ -187,18 +187,56 @@ def _square(values) -> int | None:
     return distinct.pop() if len(distinct) == 1 else None
 
 
+def _phases(x: jnp.ndarray, d: int) -> jnp.ndarray:
+    """x: f[B, H, W, C] (H, W multiples of d) → its d² phase images f[B·d², H/d, W/d, C],
+    example-major (so a batch split carries through)."""
+    b, h, w, c = x.shape
+    phases = x.reshape(b, h // d, d, w // d, d, c).transpose(0, 2, 4, 1, 3, 5)
+    return phases.reshape(b * d * d, h // d, w // d, c)
+
+
+def _unphase(y: jnp.ndarray, d: int) -> jnp.ndarray:
+    """The inverse of `_phases`: f[B·d², h, w, C] → f[B, h·d, w·d, C]."""
+    bd, h, w, c = y.shape
+    y = y.reshape(bd // (d * d), d, d, h, w, c).transpose(0, 3, 1, 4, 2, 5)
+    return y.reshape(bd // (d * d), h * d, w * d, c)
+
+
 def _dilated_by_phases(x: jnp.ndarray, w: jnp.ndarray, dilation: int) -> jnp.ndarray:
     """The stride-1 SAME convolution of x: f[B, H, W, CI] with w dilated by `dilation` (H and
     W multiples of it), as the undilated convolution of each of the dilation² phase images:
     output pixel (d·i + p, d·j + q) reads only input pixels (d·i' + p, d·j' + q), so phase
-    (p, q) of the output is `conv2d_same` of phase (p, q) of the input. The phases are folded
-    into the batch, example-major, so a batch split carries through."""
-    b, h, wd, c = x.shape
-    d = dilation
-    phases = x.reshape(b, h // d, d, wd // d, d, c).transpose(0, 2, 4, 1, 3, 5)
-    y = conv2d_same(phases.reshape(b * d * d, h // d, wd // d, c), w)
-    y = y.reshape(b, d, d, h // d, wd // d, w.shape[-1]).transpose(0, 3, 1, 4, 2, 5)
-    return y.reshape(b, h, wd, w.shape[-1])
+    (p, q) of the output is `conv2d_same` of phase (p, q) of the input."""
+    return _unphase(conv2d_same(_phases(x, dilation), w), dilation)
+
+
+def _space_to_depth(x: jnp.ndarray, w: jnp.ndarray, stride: int):
+    """A strided SAME layer's blocks, kernel and output rows (see
+    `_strided_by_space_to_depth`): (blocks f[B, R, C, s²·CI], kernel f[K'', K'', s²·CI, CO],
+    start, (out_h, out_w)) with the layer's output `conv2d_same(blocks, kernel)[:, start :
+    start + out_h, start : start + out_w]`."""
+    size, _, in_channels, out_channels = w.shape
+    s = stride
+    taps = -(-size // s)  # K'
+    lead = 1 - taps % 2  # the zero tap that makes K' odd
+    pads, outs = [], []
+    for n in x.shape[1:3]:
+        out = -(-n // s)
+        before = max((out - 1) * s + size - n, 0) // 2
+        rows = s * (out + taps - 1)  # the blocks every output reads
+        pads.append((before, max(rows - n - before, 0), rows))
+        outs.append(out)
+    (top, bottom, rows), (left, right, cols) = pads
+    x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))[:, :rows, :cols]
+    b = x.shape[0]
+    blocks = x.reshape(b, rows // s, s, cols // s, s, in_channels).transpose(0, 1, 3, 2, 4, 5)
+    blocks = blocks.reshape(b, rows // s, cols // s, s * s * in_channels)
+    # Kernel tap t = s·q + u goes to block tap q, channel group u (zeros past K).
+    k = jnp.pad(w, ((0, s * taps - size), (0, s * taps - size), (0, 0), (0, 0)))
+    k = k.reshape(taps, s, taps, s, in_channels, out_channels).transpose(0, 2, 1, 3, 4, 5)
+    k = k.reshape(taps, taps, s * s * in_channels, out_channels)
+    k = jnp.pad(k, ((lead, 0), (lead, 0), (0, 0), (0, 0)))
+    return blocks, k, (taps + lead) // 2 - lead, tuple(outs)
 
 
 def _strided_by_space_to_depth(x: jnp.ndarray, w: jnp.ndarray, stride: int) -> jnp.ndarray:
@@ -212,32 +250,41 @@ def _strided_by_space_to_depth(x: jnp.ndarray, w: jnp.ndarray, stride: int) -> j
     work is the layer's own (s² times less than computing the stride-1 output and keeping
     every s-th pixel) and the output is written once, at its own size.
     """
-    size, _, in_channels, out_channels = w.shape
-    if size == 1:
+    if w.shape[0] == 1:
         # A 1×1 layer reads only the pixels it outputs.
         return conv2d_same(x[:, ::stride, ::stride], w)
-    s = stride
-    taps = -(-size // s)  # K'
-    lead = 1 - taps % 2  # the zero tap that makes K' odd
-    padded_taps = taps + lead
-    crops, pads = [], []
-    for n in x.shape[1:3]:
-        out = -(-n // s)
-        before = max((out - 1) * s + size - n, 0) // 2
-        rows = s * (out + taps - 1)  # the blocks every output reads
-        pads.append((before, max(rows - n - before, 0), rows))
-        crops.append(slice(padded_taps // 2 - lead, padded_taps // 2 - lead + out))
-    (top, bottom, rows), (left, right, cols) = pads
-    x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))[:, :rows, :cols]
-    b = x.shape[0]
-    blocks = x.reshape(b, rows // s, s, cols // s, s, in_channels).transpose(0, 1, 3, 2, 4, 5)
-    blocks = blocks.reshape(b, rows // s, cols // s, s * s * in_channels)
-    # Kernel tap t = s·q + u goes to block tap q, channel group u (zeros past K).
-    k = jnp.pad(w, ((0, s * taps - size), (0, s * taps - size), (0, 0), (0, 0)))
-    k = k.reshape(taps, s, taps, s, in_channels, out_channels).transpose(0, 2, 1, 3, 4, 5)
-    k = k.reshape(taps, taps, s * s * in_channels, out_channels)
-    k = jnp.pad(k, ((lead, 0), (lead, 0), (0, 0), (0, 0)))
-    return conv2d_same(blocks, k)[:, crops[0], crops[1]]
+    blocks, k, start, (out_h, out_w) = _space_to_depth(x, w, stride)
+    return conv2d_same(blocks, k)[:, start : start + out_h, start : start + out_w]
+
+
+def as_valid_layer(x: jnp.ndarray, w: jnp.ndarray, stride: int = 1, dilation: int = 1):
+    """A square SAME layer as a stride-1 "valid" one, the form `ops.conv_padded` computes.
+
+    Args:
+      x: f[B, H, W, CI]; w: f[K, K, CI, CO], K odd.
+      stride, dilation: the layer's (not both above 1); a dilated layer needs H and W
+        multiples of the dilation.
+
+    Returns:
+      (x_valid, w_valid, restore): the layer's output is `restore(v)` for v the stride-1
+      valid convolution of x_valid with w_valid (K'' − 1 rows and columns smaller). Plain:
+      x zero-padded by K // 2. Dilated: its phase images, padded (`_dilated_by_phases`).
+      Strided: its space-to-depth blocks (`_strided_by_space_to_depth`).
+    """
+    size = w.shape[0]
+    if stride > 1 and dilation > 1:
+        raise ValueError(f"A layer with both stride {stride} and dilation {dilation}.")
+    if stride > 1 and size > 1:
+        blocks, k, start, (out_h, out_w) = _space_to_depth(x, w, stride)
+        half = k.shape[0] // 2
+        padded = _pad(blocks, k.shape[0])
+        rows, cols = out_h + 2 * half, out_w + 2 * half
+        return padded[:, start : start + rows, start : start + cols], k, lambda y: y
+    if stride > 1:
+        x = x[:, ::stride, ::stride]
+    if dilation > 1 and size > 1:
+        return _pad(_phases(x, dilation), size), w, lambda y: _unphase(y, dilation)
+    return _pad(x, size), w, lambda y: y
 
 
 def _all_ones(values: Sequence[int] | None) -> bool:
