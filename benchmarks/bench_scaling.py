@@ -77,14 +77,15 @@ import bench_frontends as common  # noqa: E402
 
 from resize_jax import cpu_memory, ops  # noqa: E402
 from resize_jax.frontends import LearnedResizer  # noqa: E402
-from resize_jax.frontends.saliency import SaliencySampler, _block_mean  # noqa: E402
+from resize_jax.frontends.saliency import SaliencySampler  # noqa: E402
+from resize_jax.ops.block_mean import block_mean  # noqa: E402
 
 
 def mean_pool(images, out_side):
-    """The floor: k×k block means, k = side // out_side (one fused read of the input)."""
-    side = images.shape[1]
-    k = max(1, side // out_side)
-    return _block_mean(images[:, : side // k * k, : side // k * k], k, k)
+    """The floor: k×k block means, k = side // out_side (one read of the input; the native
+    pass on CPU, as the sampler's low-resolution copy)."""
+    k = max(1, images.shape[1] // out_side)
+    return block_mean(images, k, k)
 
 
 def _model_infer(model, batch, side):

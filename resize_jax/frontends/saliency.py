@@ -23,6 +23,7 @@ from resize_jax import ops
 from resize_jax.frontends.base import FrontEnd, keep_checked, resolve_renamed_fields
 from resize_jax.frontends.registry import register_frontend
 from resize_jax.frontends.saliency_net import SaliencyCNN
+from resize_jax.ops.block_mean import block_mean
 from resize_jax.ops.blur import check_blur_schedule, maybe_blur
 from resize_jax.ops.checks import (
     check_bool,
@@ -67,26 +68,8 @@ def _low_resolution(images: jnp.ndarray, shape: tuple[int, int]) -> jnp.ndarray:
     """
     _, height, width, _ = images.shape
     k_h, k_w = max(1, height // shape[0]), max(1, width // shape[1])
-    if k_h > 1 or k_w > 1:
-        rows, cols = height // k_h * k_h, width // k_w * k_w
-        top, left = (height - rows) // 2, (width - cols) // 2
-        images = _block_mean(images[:, top : top + rows, left : left + cols], k_h, k_w)
+    images = block_mean(images, k_h, k_w)  # the centred remainder dropped
     return ops.resize(images, shape, antialias=True)
-
-
-def _block_mean(images: jnp.ndarray, k_h: int, k_w: int) -> jnp.ndarray:
-    """Means of k_h×k_w blocks: f[B, H, W, C] → f[B, H/k_h, W/k_w, C] (exact multiples).
-
-    Written as k_h + k_w strided slices added elementwise, which XLA fuses into one pass over
-    the input: `reshape(...).mean(axis=(2, 4))` compiles on CPU to a reduction about 8× slower
-    than one read of the input (1792² images, benchmarks/bench_scaling.py).
-    """
-    batch, height, width, channels = images.shape
-    rows = images.reshape(batch, height // k_h, k_h, width * channels)
-    summed = sum(rows[:, :, i] for i in range(1, k_h)) + rows[:, :, 0]
-    cols = summed.reshape(batch, height // k_h, width // k_w, k_w, channels)
-    summed = sum(cols[:, :, :, j] for j in range(1, k_w)) + cols[:, :, :, 0]
-    return summed / (k_h * k_w)
 
 
 def unwarp_dense(dense, grid, input_shape: tuple[int, int], *, iterations: int = 4):

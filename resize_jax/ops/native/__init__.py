@@ -8,7 +8,8 @@ the vector width of the machine that runs it, the way `torch.utils.cpp_extension
 
 Without a compiler, or with `RESIZE_JAX_NATIVE=0`, `available()` is False and callers use
 XLA's own operations; nothing else changes. The kernels are in `conv_kernels.cc`
-(convolutions) and `grid_sample_kernels.cc` (bilinear sampling).
+(convolutions), `grid_sample_kernels.cc` (bilinear sampling) and `resize_kernels.cc` (banded
+resizes and block means).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ TARGETS = (
     "resize_jax_conv_vec_in",
     "resize_jax_conv_weight_grad",
     "resize_jax_banded_resize",
+    "resize_jax_block_mean",
     "resize_jax_grid_sample",
     "resize_jax_grid_sample_slopes",
 )

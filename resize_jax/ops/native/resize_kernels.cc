@@ -181,6 +181,94 @@ ffi::Error BandedResize(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyBuffer s
   return ffi::Error::Success();
 }
 
+// out_row[p, c] = scale · sum_{j < kw} acc[p·kw + j, c]: the block sums along a row. The
+// channel count is a compile-time constant where it can be, so that the sums are registers
+// (a runtime channel loop over a buffer the compiler must assume aliased cost as much as
+// reading the rows).
+template <int kChannels>
+void block_sums(const float* acc, int64_t out_width, int32_t kw, int64_t channels_rt,
+                float scale, float* out_row) {
+  const int64_t channels = kChannels > 0 ? kChannels : channels_rt;
+  for (int64_t p = 0; p < out_width; ++p) {
+    const float* block = acc + p * kw * channels;
+    if constexpr (kChannels > 0) {
+      float total[kChannels];
+      for (int c = 0; c < kChannels; ++c) total[c] = block[c];
+      for (int32_t j = 1; j < kw; ++j) {
+        for (int c = 0; c < kChannels; ++c) total[c] += block[j * kChannels + c];
+      }
+      for (int c = 0; c < kChannels; ++c) out_row[p * kChannels + c] = total[c] * scale;
+    } else {
+      for (int64_t c = 0; c < channels; ++c) {
+        float total = block[c];
+        for (int32_t j = 1; j < kw; ++j) total += block[j * channels + c];
+        out_row[p * channels + c] = total * scale;
+      }
+    }
+  }
+}
+
+// Means of kh×kw blocks: x f32[B, H, W, C] → out f32[B, h, w, C], the blocks starting at row
+// `top` and column `left` (a crop read in place: a sliced operand would be copied first).
+// Why hand-written: XLA fuses its block means (strided slices added) into whatever reads
+// them, and a consumer that pads or reorders the small result (a strided convolution's
+// space-to-depth copy) turned the one read of the input into a pass about twice as slow as
+// the block means alone. Per output row: the kh input rows summed as contiguous vectors,
+// then the kw pixels of each block of that sum, scaled once.
+ffi::Error BlockMean(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> out,
+                     int32_t kh, int32_t kw, int32_t top, int32_t left) {
+  auto xd = x.dimensions();
+  auto od = out->dimensions();
+  if (x.element_type() != ffi::DataType::F32 || xd.size() != 4 || od.size() != 4 || kh < 1 ||
+      kw < 1 || top < 0 || left < 0 || od[0] != xd[0] || od[3] != xd[3] ||
+      top + od[1] * kh > xd[1] || left + od[2] * kw > xd[2]) {
+    return ffi::Error::InvalidArgument(
+        "x must be f32[B, H, W, C] and out f32[B, h, w, C] with top + h·kh <= H and "
+        "left + w·kw <= W");
+  }
+  const int64_t height = xd[1], width = xd[2], channels = xd[3];
+  const int64_t out_height = od[1], out_width = od[2];
+  const int64_t line = width * channels, out_line = out_width * channels;
+  const int64_t used = out_width * kw * channels;  // the floats of a row the blocks cover
+  const float* images = reinterpret_cast<const float*>(x.untyped_data());
+  float* o = reinterpret_cast<float*>(out->untyped_data());
+  const float scale = 1.f / (static_cast<float>(kh) * static_cast<float>(kw));
+  parallel_for(pool, xd[0] * out_height, [&](int64_t task) {
+    thread_local std::vector<float> sum;
+    sum.resize(used);
+    const int64_t b = task / out_height, row = task % out_height;
+    const float* first = images + (b * height + top + row * kh) * line + left * channels;
+    float* acc = sum.data();
+    // The kh rows a chunk at a time, the chunk's partial sums in registers: one pass over
+    // the rows instead of kh passes over `acc`.
+    constexpr int64_t kChunk = 64;
+    int64_t e = 0;
+    for (; e + kChunk <= used; e += kChunk) {
+      float part[kChunk];
+      for (int64_t l = 0; l < kChunk; ++l) part[l] = first[e + l];
+      for (int32_t i = 1; i < kh; ++i) {
+        const float* next = first + i * line + e;
+        for (int64_t l = 0; l < kChunk; ++l) part[l] += next[l];
+      }
+      std::memcpy(acc + e, part, sizeof(part));
+    }
+    for (; e < used; ++e) {
+      float total = first[e];
+      for (int32_t i = 1; i < kh; ++i) total += first[i * line + e];
+      acc[e] = total;
+    }
+    float* out_row = o + task * out_line;
+    if (channels == 1) {
+      block_sums<1>(acc, out_width, kw, 1, scale, out_row);
+    } else if (channels == 3) {
+      block_sums<3>(acc, out_width, kw, 3, scale, out_row);
+    } else {
+      block_sums<0>(acc, out_width, kw, channels, scale, out_row);
+    }
+  });
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_banded_resize, BandedResize,
@@ -192,3 +280,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_banded_resize, BandedResize,
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_block_mean, BlockMean,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<int32_t>("kh")
+                                  .Attr<int32_t>("kw")
+                                  .Attr<int32_t>("top")
+                                  .Attr<int32_t>("left"));
