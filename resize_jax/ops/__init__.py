@@ -1,5 +1,6 @@
 """Pure array functions (no Flax): jit-, vmap- and grad-safe, batch-first NHWC."""
 
+from resize_jax.ops.block_mean import block_mean
 from resize_jax.ops.blur import blur_sigma, gaussian_blur, maybe_blur
 from resize_jax.ops.conv_resized import Resize, ResizedFeatures
 from resize_jax.ops.grid_sample import PADDING_MODES, grid_sample, identity_grid
@@ -24,6 +25,7 @@ __all__ = [
     "Resize",
     "ResizedFeatures",
     "SeparableGrid",
+    "block_mean",
     "blur_sigma",
     "gaussian_blur",
     "gaussian_kernel_1d",
