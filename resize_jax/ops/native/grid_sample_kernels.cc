@@ -17,7 +17,7 @@
 // `zeros` (attribute): 0 for "border" padding (clamped coordinates), 1 for "zeros" padding
 // (taps outside the image read zero). A NaN coordinate gives NaN samples; an infinite one is
 // clamped like any other far outside the image.
-// Work is split over (batch, output row) across XLA's intra-op thread pool. With "border"
+// Work is split over (batch, 8 output rows) across XLA's intra-op thread pool. With "border"
 // padding a row goes 16 points at a time in vector registers (taps, AVX-512 gathers of the
 // corners, software prefetch two blocks ahead), the rest point by point.
 
@@ -77,6 +77,7 @@ inline Taps linear_taps(float coord, int64_t n, bool zeros) {
 }
 
 constexpr int64_t kPrefetchDistance = 8;  // points
+constexpr int64_t kRowsPerTask = 8;
 
 struct Shapes {
   int64_t batch, height, width, channels, out_height, out_width;
@@ -287,9 +288,17 @@ void sample(ffi::ThreadPool& pool, const Shapes& s, const float* images, const f
   const int64_t height = s.height, width = s.width, out_height = s.out_height;
   const int64_t out_width = s.out_width;
   const bool blocks = blocks_apply(s, zeros);
-  parallel_for(pool, s.batch * out_height, [=](int64_t task) {
-    const float* image = images + (task / out_height) * height * width * channels;
-    const int64_t first = task * out_width;  // the row's first point
+  // Tasks of kRowsPerTask consecutive output rows of one image: a thread then reads one
+  // region of the image, its successive rows a few input rows apart, instead of rows handed
+  // out one at a time alternately to the threads. Alternating runs, batch 16, 800² → 224²,
+  // 2 threads, shortest call with the grid: forward 8.5-9.1 → 7.3-8.6 ms, with the
+  // derivatives 11.3-13.0 → 10.4-10.5 ms.
+  const int64_t chunks = (out_height + kRowsPerTask - 1) / kRowsPerTask;
+  parallel_for(pool, s.batch * chunks, [=](int64_t task) {
+   const int64_t b = task / chunks, row0 = (task % chunks) * kRowsPerTask;
+   const float* image = images + b * height * width * channels;
+   for (int64_t row = row0; row < std::min(out_height, row0 + kRowsPerTask); ++row) {
+    const int64_t first = (b * out_height + row) * out_width;  // the row's first point
     int64_t p = first;
     if constexpr (kChannels > 0) {
       if (blocks) {
@@ -330,6 +339,7 @@ void sample(ffi::ThreadPool& pool, const Shapes& s, const float* images, const f
         }
       }
     }
+   }
   });
 }
 
