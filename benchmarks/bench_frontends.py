@@ -11,8 +11,8 @@ Cases (the papers' shapes):
   saliency_grid  softmax(logits 31×31) → saliency_grid (pad 30, FWHM 13) → grid_sample of
                  800×800 images to 224×224, batch 16: forward, and forward+backward to the
                  logits (the reference's measurement).
-  saliency       the whole SaliencySampler (its default SaliencyCNN included), batch 16,
-                 800→224: inference and an SGD train step.
+  saliency       the whole SaliencySampler (its default SaliencyCNN included, on its default
+                 64×64 copy), batch 16, 800→224: inference and an SGD train step.
   fixed          FixedResizer bilinear 448→224, batch 8: forward, and forward+backward to
                  the images (it has no parameters).
 

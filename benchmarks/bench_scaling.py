@@ -16,7 +16,8 @@ channels-last) after ours in every round, all cells in one process. Cells above
 `--max-pixels` input pixels per batch are skipped (the learned resizer's 16-channel
 full-resolution features take 64 bytes a pixel).
 
-Floor table (`--floor-batch 4`, → 224²): the SaliencySampler, an antialiased bilinear resize
+Floor table (`--floor-batch 4`, → 224²): the SaliencySampler (its default 64² copy, and the
+paper's 224² copy with the same network), an antialiased bilinear resize
 and the mean-pool pass at each size, ours and the reference's, in the same rounds; the
 sampler's time over the mean-pool pass's is its distance from the floor.
 
@@ -101,6 +102,9 @@ def build(kind, batch, side, out_side):
         return _model_infer(LearnedResizer(out), batch, side)
     if kind == "saliency":
         return _model_infer(SaliencySampler(out), batch, side)
+    if kind == "saliency_224":
+        # The paper's copy size with the default network (12× its layers' work).
+        return _model_infer(SaliencySampler(out, saliency_input_shape=(224, 224)), batch, side)
     x = common._images(batch, (side, side))
     if kind == "mean_pool":
         return (lambda x: mean_pool(x, out_side)), x
@@ -111,7 +115,12 @@ def build(kind, batch, side, out_side):
 
 # Our kinds → the reference's cases (no antialiased resize there: F.interpolate's antialias
 # path is what `reference_torch.low_resolution` uses, so it is not timed separately).
-REFERENCE_CASE = {"learned": "learned", "saliency": "saliency", "mean_pool": "mean_pool"}
+REFERENCE_CASE = {
+    "learned": ["learned"],
+    "saliency": ["saliency"],
+    "saliency_224": ["saliency", "--saliency-side", "224"],
+    "mean_pool": ["mean_pool"],
+}
 
 
 def _reference_round(args, reference, cells, threads):
@@ -119,7 +128,7 @@ def _reference_round(args, reference, cells, threads):
     jobs, index = [], []
     for i, (_, kind, batch, side, out_side) in enumerate(cells):
         if reference and kind in REFERENCE_CASE:
-            case = [REFERENCE_CASE[kind], "--batch", str(batch), "--size", str(side)]
+            case = [*REFERENCE_CASE[kind], "--batch", str(batch), "--size", str(side)]
             case += ["--out", str(out_side), "--skip-train"]
             command = common.reference_command(
                 "", "", case, args.reference_setting, threads, args.reps, 1
@@ -165,7 +174,7 @@ def main(args):
                     cells.append(("scaling", "mean_pool", batch, side, side // 4))
     for side in args.sizes:
         if side >= args.floor_out * 2:
-            for kind in ("saliency", "antialiased", "mean_pool"):
+            for kind in ("saliency", "saliency_224", "antialiased", "mean_pool"):
                 cells.append(("floor", kind, args.floor_batch, side, args.floor_out))
     cells = list(dict.fromkeys(cells))
 
@@ -270,22 +279,28 @@ def format_tables(rows, meta):
             "over rounds in brackets).",
             "",
             "| in | saliency sampler | antialiased bilinear | mean-pool pass | sampler × "
-            "mean-pool | reference sampler | reference mean-pool |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "mean-pool | sampler, 224² copy | × mean-pool | reference sampler | reference, "
+            "224² copy | reference mean-pool |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         by = {(row["kind"], row["in"]): row for row in floor}
         for side in sorted({row["in"] for row in floor}):
-            s, a, m = (by[(k, side)] for k in ("saliency", "antialiased", "mean_pool"))
-            ratios = [x / y for x, y in zip(s["rounds_ms"], m["rounds_ms"], strict=True)]
+            s, s224, a, m = (
+                by[(k, side)] for k in ("saliency", "saliency_224", "antialiased", "mean_pool")
+            )
+
+            def over_floor(row, m=m):
+                ratios = [x / y for x, y in zip(row["rounds_ms"], m["rounds_ms"], strict=True)]
+                return f"{row['ms'] / m['ms']:.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
 
             def cell(row):
                 lo, hi = min(row["rounds_ms"]), max(row["rounds_ms"])
                 return f"{row['ms']:.1f} ({lo:.1f}–{hi:.1f})"
 
             lines.append(
-                f"| {side}² | {cell(s)} | {cell(a)} | {cell(m)} | {s['ms'] / m['ms']:.2f} "
-                f"({min(ratios):.2f}–{max(ratios):.2f}) | {_f(s['reference_ms'], '.1f')} | "
-                f"{_f(m['reference_ms'], '.1f')} |"
+                f"| {side}² | {cell(s)} | {cell(a)} | {cell(m)} | {over_floor(s)} | "
+                f"{cell(s224)} | {over_floor(s224)} | {_f(s['reference_ms'], '.1f')} | "
+                f"{_f(s224['reference_ms'], '.1f')} | {_f(m['reference_ms'], '.1f')} |"
             )
     return "\n".join(lines)
 

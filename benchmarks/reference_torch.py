@@ -14,11 +14,12 @@ CASE is one of bench_frontends.py's cases, written the way a PyTorch user would 
                  bilinear upsampling with aligned corners) → `F.grid_sample` (bilinear, border,
                  aligned corners). Forward, and forward+backward of the sum to the logits.
   saliency       the whole saliency sampler: the low-resolution copy (k×k block means, then an
-                 antialiased bilinear resize to 224), `SaliencyCNN`'s default network (3×3
-                 convolutions 16/16/16, strides 2/1/1, dilations 1/1/2, BatchNorm and ReLU, a
-                 1×1 convolution to one logit), logits resized to the grid, then saliency_grid
-                 as above. Inference (BatchNorm's running statistics) and an SGD step (batch
-                 statistics).
+                 antialiased bilinear resize to `--saliency-side`, default 64, the copy
+                 `resize_jax.SaliencySampler` gives its default network), `SaliencyCNN`'s
+                 default network (3×3 convolutions 16/16/16, strides 2/1/1, dilations 1/1/2,
+                 BatchNorm and ReLU, a 1×1 convolution to one logit), logits resized to the
+                 grid, then saliency_grid as above. Inference (BatchNorm's running
+                 statistics) and an SGD step (batch statistics).
   fixed          bilinear resize (no antialias). Forward, and forward+backward to the images.
   mean_pool      one k×k mean-pool pass over the input (k = size // out): the memory-bound
                  floor of anything that reads every input pixel once.
@@ -139,7 +140,7 @@ class SaliencySampler(nn.Module):
     SAME does (nothing before, one row and column after, for an even side), so the same
     weights give the same logits."""
 
-    def __init__(self, out_hw, channels=3, grid=31, pad=30, fwhm=13.0, side=224):
+    def __init__(self, out_hw, channels=3, grid=31, pad=30, fwhm=13.0, side=64):
         super().__init__()
         self.out_hw, self.grid, self.pad, self.fwhm, self.side = out_hw, grid, pad, fwhm, side
         widths = (channels, 16, 16, 16)
@@ -238,7 +239,9 @@ def build(args, fmt):
         model = LearnedResizer(out_hw, args.channels).to(memory_format=fmt)
         return (*_model_step(model, x, args.compile), model)
     if args.case == "saliency":
-        model = SaliencySampler(out_hw, args.channels, args.grid, args.pad, args.fwhm)
+        model = SaliencySampler(
+            out_hw, args.channels, args.grid, args.pad, args.fwhm, args.saliency_side
+        )
         return (*_model_step(model.to(memory_format=fmt), x, args.compile), model)
     if args.case == "saliency_grid":
         logits = torch.randn(args.batch, 1, args.grid, args.grid, requires_grad=True)
@@ -280,6 +283,7 @@ def parse_args(argv=None):
     p.add_argument("--grid", type=int, default=31)
     p.add_argument("--pad", type=int, default=30)
     p.add_argument("--fwhm", type=float, default=13.0)
+    p.add_argument("--saliency-side", type=int, default=64)
     p.add_argument("--memory-format", choices=("channels_last", "contiguous"),
                    default="channels_last")  # fmt: skip
     p.add_argument("--compile", action="store_true")

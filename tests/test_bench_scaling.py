@@ -23,7 +23,7 @@ def test_mean_pool_is_the_block_mean():
     np.testing.assert_allclose(bench_scaling.mean_pool(x, 4), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["mean_pool", "antialiased"])
+@pytest.mark.parametrize("kind", ["mean_pool", "antialiased", "saliency", "saliency_224"])
 def test_cells_build_at_their_sizes(kind):
     fn, state = bench_scaling.build(kind, 2, 64, 16)
     assert jax.eval_shape(fn, state).shape == (2, 16, 16, 3)
@@ -39,6 +39,7 @@ def test_floor_table_pairs_rounds():
 
     rows = [
         row("saliency", [30.0, 40.0, 60.0]),
+        row("saliency_224", [40.0, 20.0, 90.0]),
         row("antialiased", [100.0, 100.0, 100.0]),
         row("mean_pool", [20.0, 10.0, 30.0]),
     ]
@@ -47,4 +48,5 @@ def test_floor_table_pairs_rounds():
     table = bench_scaling.format_tables(rows, meta)
     # Median over median (40 / 20), and the spread of the per-round ratios (1.5, 4, 2).
     assert "| 1792² | 40.0 (30.0–60.0) | 100.0 (100.0–100.0) | 20.0 (10.0–30.0) | 2.00 " in table
-    assert "(1.50–4.00) | – | – |" in table
+    # The 224² copy's row: median 40 over 20, per-round ratios 2, 2, 3.
+    assert "(1.50–4.00) | 40.0 (20.0–90.0) | 2.00 (2.00–3.00) | – | – | – |" in table

@@ -325,3 +325,27 @@ def test_saliency_cnn_layer_lists_are_checked():
         SaliencyCNN(dilations=(0, 1, 2))
     with pytest.raises(ValueError, match="`features` must be a non-empty tuple of positive"):
         SaliencyCNN(features=())
+
+
+def test_the_copy_size_follows_the_network_unless_given():
+    # The default SaliencyCNN sees a 64×64 copy (its 32×32 map), any other network the
+    # paper's 224×224, and an explicit size wins for both.
+    images = jnp.zeros((1, 256, 256, 3))
+
+    def net_input_shape(model):
+        variables = jax.eval_shape(model.init, jax.random.key(0), images)
+        _, state = jax.eval_shape(
+            functools.partial(model.apply, capture_intermediates=True, mutable=True),
+            variables,
+            images,
+        )
+        out = state["intermediates"]["saliency_net"]["__call__"][0]
+        return (out[0] if isinstance(out, tuple) else out).shape
+
+    assert SaliencySampler((32, 32)).low_resolution_shape == (64, 64)
+    assert net_input_shape(SaliencySampler((32, 32))) == (1, 32, 32, 1)
+    custom = SaliencySampler((32, 32), saliency_net=Features())
+    assert custom.low_resolution_shape == (224, 224)
+    assert net_input_shape(custom)[:3] == (1, 224 // 4, 224 // 4)
+    given = SaliencySampler((32, 32), saliency_input_shape=(48, 40))
+    assert net_input_shape(given) == (1, 24, 20, 1)

@@ -46,6 +46,11 @@ from resize_jax.ops.saliency import (
 )
 from resize_jax.ops.zoom import zoom_summary
 
+# The low-resolution copy's default size: the default SaliencyCNN's design size, and the
+# paper's (with its ResNet-18 trunk) for any other saliency network.
+DEFAULT_CNN_INPUT_SHAPE = (64, 64)
+PAPER_INPUT_SHAPE = (224, 224)
+
 
 def _accepts_train(module: nn.Module) -> bool:
     try:
@@ -112,7 +117,10 @@ class SaliencySampler(FrontEnd):
         with `train=` when its `__call__` takes it. F > 1 features go through ReLU and a 1×1
         convolution ("saliency_head") to one logit, as in the paper's code. None: the small
         `SaliencyCNN`. Its parameters live under "saliency_net" either way.
-      saliency_input_shape: (h, w) of the low-resolution copy the network sees (paper: 224).
+      saliency_input_shape: (h, w) of the low-resolution copy the network sees. None: 64×64
+        for the default `SaliencyCNN`, whose layers are sized for it (a 32×32 map, about the
+        grid; on a 224×224 copy the same layers cost 12× as much and see 1/15 of the side),
+        and the paper's 224×224 for any other network (its ResNet-18 trunk).
       grid_shape: (g_h, g_w) cells of the saliency map, both >= 2 (paper: 31×31); the logits
         are bilinearly resized to it when the network's output differs.
       pad: cells of padding of the map; the Gaussian kernel spans 2·pad + 1 cells (paper: 30).
@@ -157,7 +165,7 @@ class SaliencySampler(FrontEnd):
 
     output_shape: tuple[int, int]
     saliency_net: nn.Module | None = None
-    saliency_input_shape: tuple[int, int] = (224, 224)
+    saliency_input_shape: tuple[int, int] | None = None
     grid_shape: tuple[int, int] = (31, 31)
     pad: int = 30
     fwhm: float | None = 13.0
@@ -179,7 +187,9 @@ class SaliencySampler(FrontEnd):
         keep_checked(
             self,
             output_shape=check_size_pair(self.output_shape, "output_shape"),
-            saliency_input_shape=check_size_pair(self.saliency_input_shape, "saliency_input_shape"),
+            saliency_input_shape=None
+            if self.saliency_input_shape is None
+            else check_size_pair(self.saliency_input_shape, "saliency_input_shape"),
             grid_shape=check_size_pair(self.grid_shape, "grid_shape"),
             pad=check_int(self.pad, "pad", minimum=0),
         )
@@ -196,6 +206,13 @@ class SaliencySampler(FrontEnd):
         super().__post_init__()
 
     @property
+    def low_resolution_shape(self) -> tuple[int, int]:
+        """(h, w) of the copy the saliency network sees (`saliency_input_shape` resolved)."""
+        if self.saliency_input_shape is not None:
+            return tuple(self.saliency_input_shape)
+        return DEFAULT_CNN_INPUT_SHAPE if self.saliency_net is None else PAPER_INPUT_SHAPE
+
+    @property
     def sigma(self) -> float:
         """σ of the Gaussian kernel in map cells, from `fwhm` or `sigma_fraction`."""
         if self.sigma_fraction is None:
@@ -206,7 +223,7 @@ class SaliencySampler(FrontEnd):
         """The saliency logits on the grid: f32[B, g_h, g_w]."""
         low = _low_resolution(
             images.astype(jnp.float32),
-            self.saliency_input_shape,
+            self.low_resolution_shape,
         ).astype(self.dtype)
         net = self.saliency_net
         if net is None:
