@@ -44,6 +44,10 @@ def _numpy(x, k_h, k_w):
         ((2, 4, 8, 2), 4, 1),
         ((2, 35, 30, 3), 8, 3),  # the centred 32×30 (rows 1 to 32)
         ((1, 20, 23, 3), 3, 4),  # the centred 18×20 (rows 1 to 18, columns 1 to 20)
+        # Blocks taller than the 8 rows summed per pass: passes of 8, 8 and 4 rows, and of
+        # 8, 8 and 1 (and rows of 150 floats: two 64-float chunks and a remainder).
+        ((1, 42, 50, 3), 20, 2),
+        ((2, 36, 24, 1), 17, 8),
     ],
 )
 def test_matches_numpy_and_xla(shape, k_h, k_w):

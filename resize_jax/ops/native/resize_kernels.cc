@@ -240,22 +240,32 @@ ffi::Error BlockMean(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::Result<ffi::An
     const float* first = images + (b * height + top + row * kh) * line + left * channels;
     float* acc = sum.data();
     // The kh rows a chunk at a time, the chunk's partial sums in registers: one pass over
-    // the rows instead of kh passes over `acc`.
+    // the rows instead of kh passes over `acc`. At most kGroup rows per pass, added to the
+    // previous passes' sums in `acc` (in cache): the hardware prefetcher follows a few
+    // sequential streams, not one per row of a tall block (k = 28, 1792² → 64²: 6.9-7.2 ms
+    // read all 28 rows at once, against 4.8-5.0 ms for k = 8's 8 rows of the same input).
     constexpr int64_t kChunk = 64;
-    int64_t e = 0;
-    for (; e + kChunk <= used; e += kChunk) {
-      float part[kChunk];
-      for (int64_t l = 0; l < kChunk; ++l) part[l] = first[e + l];
-      for (int32_t i = 1; i < kh; ++i) {
-        const float* next = first + i * line + e;
-        for (int64_t l = 0; l < kChunk; ++l) part[l] += next[l];
+    constexpr int32_t kGroup = 8;
+    for (int32_t i0 = 0; i0 < kh; i0 += kGroup) {
+      const int32_t i1 = std::min(kh, i0 + kGroup);
+      const float* rows = first + i0 * line;
+      int64_t e = 0;
+      for (; e + kChunk <= used; e += kChunk) {
+        float part[kChunk];
+        for (int64_t l = 0; l < kChunk; ++l) {
+          part[l] = i0 == 0 ? rows[e + l] : acc[e + l] + rows[e + l];
+        }
+        for (int32_t i = 1; i < i1 - i0; ++i) {
+          const float* next = rows + i * line + e;
+          for (int64_t l = 0; l < kChunk; ++l) part[l] += next[l];
+        }
+        std::memcpy(acc + e, part, sizeof(part));
       }
-      std::memcpy(acc + e, part, sizeof(part));
-    }
-    for (; e < used; ++e) {
-      float total = first[e];
-      for (int32_t i = 1; i < kh; ++i) total += first[i * line + e];
-      acc[e] = total;
+      for (; e < used; ++e) {
+        float total = i0 == 0 ? rows[e] : acc[e] + rows[e];
+        for (int32_t i = 1; i < i1 - i0; ++i) total += rows[i * line + e];
+        acc[e] = total;
+      }
     }
     float* out_row = o + task * out_line;
     if (channels == 1) {
