@@ -19,7 +19,8 @@
 // clamped like any other far outside the image.
 // Work is split over (batch, 8 output rows) across XLA's intra-op thread pool. With "border"
 // padding a row goes 16 points at a time in vector registers (taps, AVX-512 gathers of the
-// corners, software prefetch two blocks ahead), the rest point by point.
+// corners, software prefetch one block ahead into the first-level cache and four blocks
+// ahead into the outer levels), the rest point by point.
 
 #include <cmath>
 #include <cstdint>
@@ -100,7 +101,8 @@ ffi::Error check_shapes(const ffi::AnyBuffer& images, const ffi::AnyBuffer& grid
 // ---- 16 points at a time ("border" padding) ----------------------------------------------
 
 constexpr int kBlock = 16;
-constexpr int kPrefetchBlocks = 2;
+constexpr int kNearBlocks = 1;  // prefetch distances, in blocks of 16 points
+constexpr int kFarBlocks = 4;
 typedef float vf __attribute__((vector_size(kBlock * sizeof(float))));
 typedef int32_t vi __attribute__((vector_size(kBlock * sizeof(int32_t))));
 
@@ -226,6 +228,27 @@ inline void coordinates(const float* grid, int64_t p, vf& gx, vf& gy) {
   gy = __builtin_shuffle(a, b, even + 1);
 }
 
+// Prefetches, with the given locality (3: into every cache level, 1: into the outer ones),
+// the top-left corners of the points [q, q + 16) of a row ending at `end`, and the pixels
+// below them, when the 16 points are all in the row.
+template <int kChannels, int kLocality>
+__attribute__((always_inline)) inline void prefetch_block(const Shapes& s, const float* image,
+                                                          const float* grid, int64_t q,
+                                                          int64_t end, int32_t line) {
+  if (q + kBlock > end) return;
+  vf gx, gy;
+  coordinates(grid, q, gx, gy);
+  // Clamped to [-1, 1], NaN to -1: any address inside the image will do.
+  const vf bound = vf{} + 1.f;
+  gx = gx >= -bound ? (gx <= bound ? gx : bound) : -bound;
+  gy = gy >= -bound ? (gy <= bound ? gy : bound) : -bound;
+  const vi ahead = border_taps(gy, s.height).i0 * line + border_taps(gx, s.width).i0 * kChannels;
+  for (int l = 0; l < kBlock; ++l) {
+    __builtin_prefetch(image + ahead[l], 0, kLocality);
+    __builtin_prefetch(image + ahead[l] + line, 0, kLocality);
+  }
+}
+
 // Points [p, p + 16) of one image (`end`: the end of their row): the taps of all 16 in vector
 // registers, each corner of each channel read with one gather, the results interleaved in
 // registers. Returns false, having done nothing, when a coordinate is NaN.
@@ -234,21 +257,15 @@ inline bool sample_block(const Shapes& s, const float* image, const float* grid,
                          int64_t end, float* out, float* slope_x, float* slope_y) {
   constexpr int C = kChannels;
   const int32_t line = static_cast<int32_t>(s.width * C);
+  // The reads are scattered over an image larger than the caches: start fetching the next
+  // block's corners into the first-level cache now, and those kFarBlocks ahead into the
+  // outer levels, which keep more misses in flight than the first-level cache. Against one
+  // prefetch two blocks ahead, shortest of 25 calls in 3 alternating rounds, 2 threads: 16
+  // images 800² sampled at 224² on a saliency grid 7.1-7.2 → 5.6-6.5 ms, 4 images 1792² on
+  // the uniform grid 2.3-2.6 → 1.5-1.8 ms.
+  prefetch_block<C, 3>(s, image, grid, p + kNearBlocks * kBlock, end, line);
+  prefetch_block<C, 1>(s, image, grid, p + kFarBlocks * kBlock, end, line);
   vf gx, gy;
-  // The reads are scattered over an image larger than the caches: start fetching a later
-  // block's top-left corners and the row below them now.
-  if (p + (kPrefetchBlocks + 1) * kBlock <= end) {
-    coordinates(grid, p + kPrefetchBlocks * kBlock, gx, gy);
-    // Clamped to [-1, 1], NaN to -1: any address inside the image will do.
-    const vf bound = vf{} + 1.f;
-    gx = gx >= -bound ? (gx <= bound ? gx : bound) : -bound;
-    gy = gy >= -bound ? (gy <= bound ? gy : bound) : -bound;
-    const vi ahead = border_taps(gy, s.height).i0 * line + border_taps(gx, s.width).i0 * C;
-    for (int l = 0; l < kBlock; ++l) {
-      __builtin_prefetch(image + ahead[l]);
-      __builtin_prefetch(image + ahead[l] + line);
-    }
-  }
   coordinates(grid, p, gx, gy);
   const vi nan = (gx != gx) | (gy != gy);
   for (int l = 0; l < kBlock; ++l) {
