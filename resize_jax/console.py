@@ -1,8 +1,9 @@
 """A quiet terminal for the command-line entry points (`train.py`, `resize_jax.tools.*`).
 
-By default a command prints its own lines (progress, results), every warning and every
-error; the libraries' INFO chatter (orbax's checkpoint lines, clu's metric and parameter
-lines, TFDS and its progress bars) and TensorFlow's C++ start-up banners are hidden.
+By default a command prints its own lines (progress, results), every warning (but two of
+TFDS's that ask nothing of the user) and every error; the libraries' INFO chatter (orbax's
+checkpoint lines, clu's metric and parameter lines, TFDS and its progress bars) and
+TensorFlow's C++ start-up banners are hidden.
 `--verbosity=1` (absl's flag) shows everything. Library code never calls this: only
 `main()` functions do.
 """
@@ -65,9 +66,23 @@ def import_tensorflow_quietly(argv: list[str] | None = None) -> None:
         import tensorflow  # noqa: F401
 
 
+# TFDS warnings that fire in normal use and ask nothing of our users: its own partial
+# decoding reads the deprecated `FeatureConnector.dtype` (twice per process), and preparing a
+# generated dataset for the first time notes that its fresh folder has no dataset_info.json.
+_TFDS_NOISE = ("`.dtype` is deprecated", "has no dataset_info.json")
+_TFDS_PACKAGE = os.sep + "tensorflow_datasets" + os.sep
+
+
+def _is_tfds_noise(record: std_logging.LogRecord) -> bool:
+    if _TFDS_PACKAGE not in (record.pathname or ""):
+        return False
+    message = record.getMessage()
+    return any(part in message.replace("FeatureConnector", "") for part in _TFDS_NOISE)
+
+
 def _keep(record: std_logging.LogRecord) -> bool:
     if record.levelno >= std_logging.WARNING:
-        return True
+        return record.levelno >= std_logging.ERROR or not _is_tfds_noise(record)
     path = record.pathname or ""
     return _OWN_PACKAGE in path or os.path.basename(path) == _ENTRY_POINT
 

@@ -149,7 +149,9 @@ def test_train_py_with_command_line_overrides(data_dir, tmp_path):
     assert "Finished at step 2" in lines[-1], lines
     assert sum("step 1/2" in line or "step 2/2" in line for line in lines) == 2, lines
     assert not any("orbax" in line or "oneDNN" in line or "res_block_1" in line for line in lines)
-    assert len(lines) <= 6, lines
+    # Nothing else, on the run that prepares the generated dataset too (TFDS's notes on it
+    # and its deprecation warnings hidden).
+    assert len(lines) <= 4, lines
 
 
 def test_vit_config_runlocal_under_fsdp(data_dir, tmp_path):

@@ -23,6 +23,27 @@ def test_library_info_lines_are_dropped_warnings_and_own_lines_kept():
 
 
 @pytest.mark.parametrize(
+    ("message", "kept"),
+    [
+        ("`FeatureConnector.dtype` is deprecated. Please change your code", False),
+        ("Variant folder /d/small_details/tiny/1.0.0 has no dataset_info.json", False),
+        ("Dataset small_details is not found in data_dir /d", True),
+    ],
+)
+def test_tfds_warnings_that_ask_nothing_of_the_user_are_dropped(message, kept):
+    path = os.path.join("/x", "site-packages", "tensorflow_datasets", "core", "feature.py")
+    record = std_logging.LogRecord("absl", std_logging.WARNING, path, 1, message, None, None)
+    assert console._keep(record) is kept
+    # The same words from anywhere else, or as an error, are kept.
+    elsewhere = std_logging.LogRecord(
+        "absl", std_logging.WARNING, "/x/a.py", 1, message, None, None
+    )
+    assert console._keep(elsewhere)
+    record.levelno = std_logging.ERROR
+    assert console._keep(record)
+
+
+@pytest.mark.parametrize(
     ("argv", "verbose"),
     [
         (["train.py", "--config", "c.py"], False),
