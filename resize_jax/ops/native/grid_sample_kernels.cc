@@ -249,7 +249,8 @@ __attribute__((always_inline)) inline void prefetch_block(const Shapes& s, const
   }
 }
 
-// Points [p, p + 16) of one image (`end`: the end of their row): the taps of all 16 in vector
+// Points [p, p + 16) of one image (`task_end`: the end of the task's points, as far as the
+// prefetches may look ahead): the taps of all 16 in vector
 // registers, each corner of each channel read with one gather, the results interleaved in
 // registers. Returns false, having done nothing, when a coordinate is NaN.
 template <int kChannels, bool kSlopes>
@@ -312,68 +313,68 @@ void sample(ffi::ThreadPool& pool, const Shapes& s, const float* images, const f
   // derivatives 11.3-13.0 → 10.4-10.5 ms.
   const int64_t chunks = (out_height + kRowsPerTask - 1) / kRowsPerTask;
   parallel_for(pool, s.batch * chunks, [=](int64_t task) {
-   const int64_t b = task / chunks, row0 = (task % chunks) * kRowsPerTask;
-   const float* image = images + b * height * width * channels;
-   const int64_t row_end = std::min(out_height, row0 + kRowsPerTask);
-   const int64_t task_begin = (b * out_height + row0) * out_width;
-   const int64_t task_end = (b * out_height + row_end) * out_width;
-   if constexpr (kChannels > 0) {
-     // The blocks' prefetches run ahead across the task's rows, and the task's first blocks,
-     // which no earlier block fetches, are requested here: at 224 points a row, stopping the
-     // prefetches at each row's end had left 4 of its 14 blocks without the far one. Seven
-     // alternating pairs of runs, 16 images 800² → 224² on a saliency grid, shortest of 25
-     // calls: the sampling alone 3.3-4.7 → 2.7-3.5 ms, with the grid 3.9-5.6 → 3.3-4.9 ms.
-     if (blocks) {
-       const int32_t line = static_cast<int32_t>(width * kChannels);
-       prefetch_block<kChannels, 3>(s, image, grid, task_begin, task_end, line);
-       for (int k = 1; k < kFarBlocks; ++k) {
-         prefetch_block<kChannels, 1>(s, image, grid, task_begin + k * kBlock, task_end, line);
-       }
-     }
-   }
-   for (int64_t row = row0; row < row_end; ++row) {
-    const int64_t first = (b * out_height + row) * out_width;  // the row's first point
-    int64_t p = first;
+    const int64_t b = task / chunks, row0 = (task % chunks) * kRowsPerTask;
+    const float* image = images + b * height * width * channels;
+    const int64_t row_end = std::min(out_height, row0 + kRowsPerTask);
+    const int64_t task_begin = (b * out_height + row0) * out_width;
+    const int64_t task_end = (b * out_height + row_end) * out_width;
     if constexpr (kChannels > 0) {
+      // The blocks' prefetches run ahead across the task's rows, and the task's first blocks,
+      // which no earlier block fetches, are requested here: at 224 points a row, stopping the
+      // prefetches at each row's end had left 4 of its 14 blocks without the far one. Seven
+      // alternating pairs of runs, 16 images 800² → 224² on a saliency grid, shortest of 25
+      // calls: the sampling alone 3.3-4.7 → 2.7-3.5 ms, with the grid 3.9-5.6 → 3.3-4.9 ms.
       if (blocks) {
-        for (; p + kBlock <= first + out_width; p += kBlock) {
-          if (!sample_block<kChannels, kSlopes>(s, image, grid, p, task_end, out, slope_x,
-                                                slope_y)) {
-            break;
+        const int32_t line = static_cast<int32_t>(width * kChannels);
+        prefetch_block<kChannels, 3>(s, image, grid, task_begin, task_end, line);
+        for (int k = 1; k < kFarBlocks; ++k) {
+          prefetch_block<kChannels, 1>(s, image, grid, task_begin + k * kBlock, task_end, line);
+        }
+      }
+    }
+    for (int64_t row = row0; row < row_end; ++row) {
+      const int64_t first = (b * out_height + row) * out_width;  // the row's first point
+      int64_t p = first;
+      if constexpr (kChannels > 0) {
+        if (blocks) {
+          for (; p + kBlock <= first + out_width; p += kBlock) {
+            if (!sample_block<kChannels, kSlopes>(s, image, grid, p, task_end, out, slope_x,
+                                                  slope_y)) {
+              break;
+            }
+          }
+        }
+      }
+      for (; p < first + out_width; ++p) {
+        // The reads are scattered over an image that does not fit in cache: start fetching a
+        // later point's top-left corner and the row below it now (~10 % faster, measured). Its
+        // taps are computed again when its turn comes: a few flops, against a cache miss saved.
+        if (p + kPrefetchDistance < first + out_width) {
+          const Taps ax = linear_taps(grid[2 * (p + kPrefetchDistance)], width, zeros);
+          const Taps ay = linear_taps(grid[2 * (p + kPrefetchDistance) + 1], height, zeros);
+          const float* ahead = image + (ay.i0 * width + ax.i0) * channels;
+          __builtin_prefetch(ahead);
+          __builtin_prefetch(ahead + width * channels);
+        }
+        const Taps tx = linear_taps(grid[2 * p], width, zeros);
+        const Taps ty = linear_taps(grid[2 * p + 1], height, zeros);
+        const float* c00 = image + (ty.i0 * width + tx.i0) * channels;
+        const float* c01 = image + (ty.i0 * width + tx.i1) * channels;
+        const float* c10 = image + (ty.i1 * width + tx.i0) * channels;
+        const float* c11 = image + (ty.i1 * width + tx.i1) * channels;
+        float* o = out + p * channels;
+        for (int64_t c = 0; c < channels; ++c) {
+          const float top = tx.w0 * c00[c] + tx.w1 * c01[c];
+          const float bottom = tx.w0 * c10[c] + tx.w1 * c11[c];
+          o[c] = ty.w0 * top + ty.w1 * bottom;
+          if constexpr (kSlopes) {
+            slope_x[p * channels + c] = ty.w0 * (tx.d0 * c00[c] + tx.d1 * c01[c]) +
+                                        ty.w1 * (tx.d0 * c10[c] + tx.d1 * c11[c]);
+            slope_y[p * channels + c] = ty.d0 * top + ty.d1 * bottom;
           }
         }
       }
     }
-    for (; p < first + out_width; ++p) {
-      // The reads are scattered over an image that does not fit in cache: start fetching a
-      // later point's top-left corner and the row below it now (~10 % faster, measured). Its
-      // taps are computed again when its turn comes: a few flops, against a cache miss saved.
-      if (p + kPrefetchDistance < first + out_width) {
-        const Taps ax = linear_taps(grid[2 * (p + kPrefetchDistance)], width, zeros);
-        const Taps ay = linear_taps(grid[2 * (p + kPrefetchDistance) + 1], height, zeros);
-        const float* ahead = image + (ay.i0 * width + ax.i0) * channels;
-        __builtin_prefetch(ahead);
-        __builtin_prefetch(ahead + width * channels);
-      }
-      const Taps tx = linear_taps(grid[2 * p], width, zeros);
-      const Taps ty = linear_taps(grid[2 * p + 1], height, zeros);
-      const float* c00 = image + (ty.i0 * width + tx.i0) * channels;
-      const float* c01 = image + (ty.i0 * width + tx.i1) * channels;
-      const float* c10 = image + (ty.i1 * width + tx.i0) * channels;
-      const float* c11 = image + (ty.i1 * width + tx.i1) * channels;
-      float* o = out + p * channels;
-      for (int64_t c = 0; c < channels; ++c) {
-        const float top = tx.w0 * c00[c] + tx.w1 * c01[c];
-        const float bottom = tx.w0 * c10[c] + tx.w1 * c11[c];
-        o[c] = ty.w0 * top + ty.w1 * bottom;
-        if constexpr (kSlopes) {
-          slope_x[p * channels + c] =
-              ty.w0 * (tx.d0 * c00[c] + tx.d1 * c01[c]) + ty.w1 * (tx.d0 * c10[c] + tx.d1 * c11[c]);
-          slope_y[p * channels + c] = ty.d0 * top + ty.d1 * bottom;
-        }
-      }
-    }
-   }
   });
 }
 
