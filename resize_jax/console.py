@@ -69,7 +69,7 @@ def import_tensorflow_quietly(argv: list[str] | None = None) -> None:
 # TFDS warnings that fire in normal use and ask nothing of our users: its own partial
 # decoding reads the deprecated `FeatureConnector.dtype` (twice per process), and preparing a
 # generated dataset for the first time notes that its fresh folder has no dataset_info.json.
-_TFDS_NOISE = ("`.dtype` is deprecated", "has no dataset_info.json")
+_TFDS_NOISE = (".dtype` is deprecated", "has no dataset_info.json")
 _TFDS_PACKAGE = os.sep + "tensorflow_datasets" + os.sep
 
 
@@ -77,7 +77,7 @@ def _is_tfds_noise(record: std_logging.LogRecord) -> bool:
     if _TFDS_PACKAGE not in (record.pathname or ""):
         return False
     message = record.getMessage()
-    return any(part in message.replace("FeatureConnector", "") for part in _TFDS_NOISE)
+    return any(part in message for part in _TFDS_NOISE)
 
 
 def _keep(record: std_logging.LogRecord) -> bool:

@@ -250,9 +250,9 @@ __attribute__((always_inline)) inline void prefetch_block(const Shapes& s, const
 }
 
 // Points [p, p + 16) of one image (`task_end`: the end of the task's points, as far as the
-// prefetches may look ahead): the taps of all 16 in vector
-// registers, each corner of each channel read with one gather, the results interleaved in
-// registers. Returns false, having done nothing, when a coordinate is NaN.
+// prefetches may look ahead): the taps of all 16 in vector registers, each corner of each
+// channel read with one gather, the results interleaved in registers. Returns false, having
+// done nothing, when a coordinate is NaN.
 template <int kChannels, bool kSlopes>
 inline bool sample_block(const Shapes& s, const float* image, const float* grid, int64_t p,
                          int64_t task_end, float* out, float* slope_x, float* slope_y) {
