@@ -4,7 +4,7 @@
 // Why hand-written: XLA:CPU's convolutions run the learned resizer's layers (3 -> 16 and
 // 16 -> 3 channels, 7x7; 16 -> 16, 1x1 and 3x3) at 10-25 % of the machine's f32 matmul rate,
 // and its YNNPACK path only takes layers wider than 16 channels. These kernels keep one
-// 16-wide vector of output channels (or input channels) per accumulator, so every FMA does
+// vector register of output channels (or input channels) per accumulator, so every FMA does
 // useful work whatever the other channel count is.
 //
 // All arrays are dense row-major f32. The input is already zero-padded by the caller, so the
@@ -47,16 +47,35 @@ namespace {
 
 using resize_jax::parallel_for;
 
-constexpr int kLanes = 16;
-typedef float v16 __attribute__((vector_size(kLanes * sizeof(float))));
+// One vector register of floats, as wide as -march=native makes it: 16 lanes with AVX-512, 8
+// with AVX2, 4 otherwise (SSE, NEON). A vector wider than the machine's would be lowered by
+// GCC to a block of memory that every operation loads and stores piece by piece: with 16
+// lanes on an AVX2 machine the kernels ran at a tenth of its matmul rate, 3x slower than
+// XLA's own convolutions. The register blocks below are sized for the register file:
+// kVectorRegisters vectors (32 with AVX-512 and NEON, 16 with AVX2 and SSE).
+#if defined(__AVX512F__)
+constexpr int kLanes = 16, kVectorRegisters = 32;
+#elif defined(__AVX__)
+constexpr int kLanes = 8, kVectorRegisters = 16;
+#elif defined(__aarch64__)
+constexpr int kLanes = 4, kVectorRegisters = 32;
+#else
+constexpr int kLanes = 4, kVectorRegisters = 16;
+#endif
+constexpr bool kManyRegisters = kVectorRegisters >= 32;
+// The vectorised channel counts must be multiples of this (the Python side's condition),
+// which every kLanes divides.
+constexpr int kChannelMultiple = 16;
+static_assert(kChannelMultiple % kLanes == 0);
+typedef float vec __attribute__((vector_size(kLanes * sizeof(float))));
 
-inline v16 load(const float* p) {
-  v16 v;
+inline vec load(const float* p) {
+  vec v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
-inline void store(float* p, v16 v) { std::memcpy(p, &v, sizeof(v)); }
-inline float hsum(v16 v) {
+inline void store(float* p, vec v) { std::memcpy(p, &v, sizeof(v)); }
+inline float hsum(vec v) {
   float s = 0.f;
   for (int i = 0; i < kLanes; ++i) s += v[i];
   return s;
@@ -81,7 +100,7 @@ struct Epilogue {
 
 // ---- conv_vec_out -------------------------------------------------------------------------
 
-// One output row segment of XB pixels, one 16-channel block of outputs. CI > 0 is the input
+// One output row segment of XB pixels, one vector of output channels. CI > 0 is the input
 // channel count as a constant (CI == 0: read from g), so the XB pixels' inputs are constant
 // displacements from one address: with a runtime count GCC keeps one register per pixel and,
 // short of registers, reloads some from the stack in the inner loop, which then waits on the
@@ -94,20 +113,20 @@ __attribute__((optimize("no-predictive-commoning"))) inline void vec_out_block(c
   const int64_t ci = CI > 0 ? CI : g.ci;
   const int64_t kci = g.k * ci;
   const int64_t row_stride = g.padded_width() * ci;
-  v16 acc[XB];
-  for (int j = 0; j < XB; ++j) acc[j] = v16{};
+  vec acc[XB];
+  for (int j = 0; j < XB; ++j) acc[j] = vec{};
   for (int64_t ky = 0; ky < g.k; ++ky) {
     const float* xrow = xrow0 + ky * row_stride + x0 * ci;
     const float* wk = w + ky * kci * g.co + cob;
     for (int64_t m = 0; m < kci; ++m) {
-      const v16 wv = load(wk + m * g.co);
+      const vec wv = load(wk + m * g.co);
       for (int j = 0; j < XB; ++j) acc[j] += xrow[j * ci + m] * wv;
     }
   }
   if (e.bias != nullptr) {
-    const v16 bias = load(e.bias + cob);
+    const vec bias = load(e.bias + cob);
     for (int j = 0; j < XB; ++j) {
-      const v16 y = acc[j] + bias;
+      const vec y = acc[j] + bias;
       acc[j] = y >= 0 ? y : y * e.slope;
     }
   }
@@ -120,6 +139,7 @@ __attribute__((optimize("no-predictive-commoning"))) inline void vec_out_block(c
 template <int CI>
 void vec_out_row(const float* xrow0, const float* w, float* orow, const Geometry& g,
                  const Epilogue& e) {
+  // XB accumulators, the weights' vector and the broadcast input: 14 registers.
   constexpr int XB = 12;
   for (int64_t cob = 0; cob < g.co; cob += kLanes) {
     int64_t x = 0;
@@ -158,19 +178,19 @@ struct Band {
 void reduce_and_resize_block(const float* block, float* m, float* r, int64_t width,
                              int64_t channels, const Band& by, const Band& bx, int64_t oy) {
   for (int64_t cob = 0; cob < channels; cob += kLanes) {
-    v16 sum{}, sum_sq{};
+    vec sum{}, sum_sq{};
     for (int64_t i = 0; i < by.stride * width; ++i) {
-      const v16 v = load(block + i * channels + cob);
+      const vec v = load(block + i * channels + cob);
       sum += v;
       sum_sq += v * v;
     }
     store(m + cob, sum);
     store(m + channels + cob, sum_sq);
     for (int64_t ox = 0; ox < bx.out; ++ox) {
-      v16 acc{};
+      vec acc{};
       for (int64_t ty = 0; ty < by.taps; ++ty) {
         const float* row = block + (by.start + ty) * width * channels;
-        v16 line{};
+        vec line{};
         for (int64_t tx = 0; tx < bx.taps; ++tx) {
           line += bx.weight(tx, ox) *
                   load(row + (ox * bx.stride + bx.start + tx) * channels + cob);
@@ -254,18 +274,18 @@ inline void vec_in_block(const float* xrow0, const float* wt, float* out, const 
                          int64_t x0, int64_t co0) {
   const int64_t ci = CI > 0 ? CI : g.ci;
   const int64_t row_stride = g.padded_width() * ci;
-  v16 acc[XB][CB];
+  vec acc[XB][CB];
   for (int j = 0; j < XB; ++j)
-    for (int c = 0; c < CB; ++c) acc[j][c] = v16{};
+    for (int c = 0; c < CB; ++c) acc[j][c] = vec{};
   for (int64_t ky = 0; ky < g.k; ++ky) {
     const float* xrow = xrow0 + ky * row_stride + x0 * ci;
     for (int64_t kx = 0; kx < g.k; ++kx) {
       const float* wk = wt + ((ky * g.k + kx) * g.co + co0) * ci;
       for (int64_t cib = 0; cib < ci; cib += kLanes) {
-        v16 wv[CB];
+        vec wv[CB];
         for (int c = 0; c < CB; ++c) wv[c] = load(wk + c * ci + cib);
         for (int j = 0; j < XB; ++j) {
-          const v16 xv = load(xrow + (j + kx) * ci + cib);
+          const vec xv = load(xrow + (j + kx) * ci + cib);
           for (int c = 0; c < CB; ++c) acc[j][c] += xv * wv[c];
         }
       }
@@ -278,7 +298,8 @@ inline void vec_in_block(const float* xrow0, const float* wt, float* out, const 
 template <int CB, int CI>
 void vec_in_columns(const float* xrow0, const float* wt, float* orow, const Geometry& g,
                     int64_t co0) {
-  constexpr int XB = CB <= 2 ? 8 : 6;
+  // XB * CB accumulators, CB weight vectors and one input vector in registers.
+  constexpr int XB = kManyRegisters ? (CB <= 2 ? 8 : 6) : std::max(1, (kVectorRegisters - 1 - CB) / CB);
   int64_t x = 0;
   for (; x + XB <= g.width; x += XB) vec_in_block<XB, CB, CI>(xrow0, wt, orow, g, x, co0);
   for (; x < g.width; ++x) vec_in_block<1, CB, CI>(xrow0, wt, orow, g, x, co0);
@@ -286,8 +307,11 @@ void vec_in_columns(const float* xrow0, const float* wt, float* orow, const Geom
 
 template <int CI>
 void vec_in_row(const float* xrow0, const float* wt, float* orow, const Geometry& g) {
+  // Output channels per block: with 16 registers, 2 x 6 accumulators load fewer values per
+  // FMA than 4 x 2.
+  constexpr int CB = kManyRegisters ? 4 : 2;
   int64_t co = 0;
-  for (; co + 4 <= g.co; co += 4) vec_in_columns<4, CI>(xrow0, wt, orow, g, co);
+  for (; co + CB <= g.co; co += CB) vec_in_columns<CB, CI>(xrow0, wt, orow, g, co);
   switch (g.co - co) {
     case 3: vec_in_columns<3, CI>(xrow0, wt, orow, g, co); break;
     case 2: vec_in_columns<2, CI>(xrow0, wt, orow, g, co); break;
@@ -309,7 +333,7 @@ void conv_vec_in_row(const float* xpad, const float* wt, float* out, const Geome
 
 // ---- conv_weight_grad ---------------------------------------------------------------------
 
-// Accumulates MB consecutive (kx, ci) taps of kernel row ky for one 16-channel block of CO,
+// Accumulates MB consecutive (kx, ci) taps of kernel row ky for one vector of CO channels,
 // over one row of the batch, into dw (a thread's private partial sum).
 template <int MB>
 inline void wgrad_block(const float* xrow, const float* grow, float* dw, const Geometry& g,
@@ -317,11 +341,11 @@ inline void wgrad_block(const float* xrow, const float* grow, float* dw, const G
   // Fully unrolled, so the accumulators live in registers: left to itself, GCC keeps an
   // array of 21 or 24 of them on the stack and interchanges the loops, one load and one
   // store around every two FMAs.
-  v16 acc[MB];
+  vec acc[MB];
 #pragma GCC unroll 32
-  for (int i = 0; i < MB; ++i) acc[i] = v16{};
+  for (int i = 0; i < MB; ++i) acc[i] = vec{};
   for (int64_t x = 0; x < g.width; ++x) {
-    const v16 gv = load(grow + x * g.co + cob);
+    const vec gv = load(grow + x * g.co + cob);
     const float* xp = xrow + x * g.ci + m0;
 #pragma GCC unroll 32
     for (int i = 0; i < MB; ++i) acc[i] += xp[i] * gv;
@@ -329,6 +353,26 @@ inline void wgrad_block(const float* xrow, const float* grow, float* dw, const G
   float* dwk = dw + (ky * g.k * g.ci + m0) * g.co + cob;
 #pragma GCC unroll 32
   for (int i = 0; i < MB; ++i) store(dwk + i * g.co, load(dwk + i * g.co) + acc[i]);
+}
+
+// wgrad_row_at's blocks of taps for a register file of 16 vectors: blocks of 14 (14
+// accumulators, the gradient's vector and the broadcast input), then one block of the rest.
+inline void wgrad_taps_few_registers(const float* xrow, const float* grow, float* dw,
+                                     const Geometry& g, int64_t ky, int64_t kci, int64_t cob) {
+  constexpr int MB = 14;
+  int64_t m = 0;
+  for (; m + MB <= kci; m += MB) wgrad_block<MB>(xrow, grow, dw, g, ky, m, cob);
+  switch (kci - m) {
+#define RESIZE_JAX_WGRAD_REST(n) \
+  case n: wgrad_block<n>(xrow, grow, dw, g, ky, m, cob); break;
+    RESIZE_JAX_WGRAD_REST(13) RESIZE_JAX_WGRAD_REST(12) RESIZE_JAX_WGRAD_REST(11)
+    RESIZE_JAX_WGRAD_REST(10) RESIZE_JAX_WGRAD_REST(9) RESIZE_JAX_WGRAD_REST(8)
+    RESIZE_JAX_WGRAD_REST(7) RESIZE_JAX_WGRAD_REST(6) RESIZE_JAX_WGRAD_REST(5)
+    RESIZE_JAX_WGRAD_REST(4) RESIZE_JAX_WGRAD_REST(3) RESIZE_JAX_WGRAD_REST(2)
+    RESIZE_JAX_WGRAD_REST(1)
+#undef RESIZE_JAX_WGRAD_REST
+    default: break;
+  }
 }
 
 // Adds one output row's weight gradient to dw: xrow0 is the first of the K padded input rows
@@ -342,6 +386,10 @@ void wgrad_row_at(const float* xrow0, const float* grow, float* dw, const Geomet
       // Blocks of up to 24 taps, each an independent FMA chain. The sizes include the
       // resizer's K * CI = 21 (7x7 over 3 channels) and 16 (1x1 over 16): cut into blocks of
       // 4, those rows had too few chains in flight to hide the FMA latency.
+      if constexpr (!kManyRegisters) {
+        wgrad_taps_few_registers(xrow, grow, dw, g, ky, kci, cob);
+        continue;
+      }
       for (int64_t m = 0; m < kci;) {
         const int64_t left = kci - m;
         if (left >= 24) {
@@ -418,8 +466,8 @@ void head_grad_row(const Head& h, const float* xrow0, const float* y1row, const 
     const bool tapped = in_band && tx >= 0 && tx < h.bx.taps;
     const float w = tapped ? wy * h.bx.weight(tx, ox) : 0.f;
     for (int64_t cob = 0; cob < c2; cob += kLanes) {
-      const v16 y2 = load(y2row + x * c2 + cob);
-      v16 g = load(h.g_moments + cob) + load(h.g_moments + c2 + cob) * y2;
+      const vec y2 = load(y2row + x * c2 + cob);
+      vec g = load(h.g_moments + cob) + load(h.g_moments + c2 + cob) * y2;
       if (tapped) g += w * load(gres + ox * c2 + cob);
       g = y2 >= 0 ? g : g * h.slope;
       store(acc.db2 + cob, load(acc.db2 + cob) + g);
@@ -429,8 +477,8 @@ void head_grad_row(const Head& h, const float* xrow0, const float* y1row, const 
   wgrad_row_at(y1row, g2row, acc.dw2, h.g2);
   conv_vec_out_row(g2row, h.w2t, g1row, h.g2t, Epilogue{});
   for (int64_t i = 0; i < width * c1; i += kLanes) {
-    const v16 y1 = load(y1row + i);
-    v16 g = load(g1row + i);
+    const vec y1 = load(y1row + i);
+    vec g = load(g1row + i);
     g = y1 >= 0 ? g : g * h.slope;
     store(acc.db1 + i % c1, load(acc.db1 + i % c1) + g);
     store(g1row + i, g);
@@ -488,7 +536,7 @@ ffi::Error Convolution(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuffer
       xd[1] != g.padded_height() || xd[2] != g.padded_width()) {
     return ffi::Error::InvalidArgument("inconsistent convolution shapes");
   }
-  if ((vectorise_input ? g.ci : g.co) % kLanes != 0) {
+  if ((vectorise_input ? g.ci : g.co) % kChannelMultiple != 0) {
     return ffi::Error::InvalidArgument("vectorised channel count must be a multiple of 16");
   }
   const float* x = reinterpret_cast<const float*>(xpad.untyped_data());
@@ -595,7 +643,7 @@ ffi::Error ConvVecOutPadded(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyB
   Geometry g{od[0], od[1] - 2 * p, od[2] - 2 * p, wd[0], xd[3], od[3]};
   if (p < 0 || g.height <= 0 || g.width <= 0 || wd[1] != g.k || wd[2] != g.ci ||
       wd[3] != g.co || xd[0] != g.batch || xd[1] != g.padded_height() ||
-      xd[2] != g.padded_width() || g.co % kLanes != 0) {
+      xd[2] != g.padded_width() || g.co % kChannelMultiple != 0) {
     return ffi::Error::InvalidArgument("inconsistent convolution shapes");
   }
   if (auto error = check_bias(bias, g.co); error.failure()) return error;
@@ -659,7 +707,7 @@ ffi::Error ConvVecOutBiasLeakyResized(ffi::ThreadPool pool, ffi::AnyBuffer xpad,
   auto od = out->dimensions();
   Geometry g{od[0], od[1], od[2], wd[0], xd[3], od[3]};
   if (wd[1] != g.k || wd[2] != g.ci || wd[3] != g.co || xd[0] != g.batch ||
-      xd[1] != g.padded_height() || xd[2] != g.padded_width() || g.co % kLanes != 0) {
+      xd[1] != g.padded_height() || xd[2] != g.padded_width() || g.co % kChannelMultiple != 0) {
     return ffi::Error::InvalidArgument("inconsistent convolution shapes");
   }
   if (auto error = check_bias(bias, g.co); error.failure()) return error;
@@ -705,7 +753,7 @@ ffi::Error HeadResized(ffi::ThreadPool pool, const ffi::AnyBuffer& x, const ffi:
   Geometry g1{xd[0], height, width, d1[0], xd[3], d1[3]};
   Geometry g2{xd[0], height, width, 1, d1[3], d2[3]};
   if (d1[1] != g1.k || d1[2] != g1.ci || xd[1] != height || xd[2] != width || d2[0] != 1 || d2[1] != 1 || d2[2] != g2.ci ||
-      g1.co % kLanes != 0 || g2.co % kLanes != 0) {
+      g1.co % kChannelMultiple != 0 || g2.co % kChannelMultiple != 0) {
     return ffi::Error::InvalidArgument("inconsistent convolution shapes");
   }
   if (first_out != nullptr) {
@@ -798,7 +846,7 @@ ffi::Error ConvHeadResizedGrad(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::AnyB
   if (d1[1] != h.g1.k || d1[2] != h.g1.ci || d1[3] != c1 || xd[0] != batch ||
       xd[1] != height || xd[2] != width || d2[0] != 1 ||
       d2[1] != 1 || d2[2] != c1 || dt[0] != 1 || dt[1] != 1 || dt[2] != c2 || dt[3] != c1 ||
-      c1 % kLanes != 0 || c2 % kLanes != 0) {
+      c1 % kChannelMultiple != 0 || c2 % kChannelMultiple != 0) {
     return ffi::Error::InvalidArgument("inconsistent convolution shapes");
   }
   if (g_moments.element_type() != ffi::DataType::F32 || md.size() != 2 || md[0] != 2 ||
@@ -883,7 +931,7 @@ ffi::Error ConvWeightGrad(ffi::ThreadPool pool, ffi::AnyBuffer xpad, ffi::AnyBuf
       xd[2] != g.padded_width()) {
     return ffi::Error::InvalidArgument("inconsistent weight-gradient shapes");
   }
-  if (g.co % kLanes != 0) {
+  if (g.co % kChannelMultiple != 0) {
     return ffi::Error::InvalidArgument("gradient channel count must be a multiple of 16");
   }
   const float* x = reinterpret_cast<const float*>(xpad.untyped_data());

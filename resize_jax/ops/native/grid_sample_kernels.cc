@@ -18,7 +18,7 @@
 // (taps outside the image read zero). A NaN coordinate gives NaN samples; an infinite one is
 // clamped like any other far outside the image.
 // Work is split over (batch, 8 output rows) across XLA's intra-op thread pool. With "border"
-// padding a row goes 16 points at a time in vector registers (taps, AVX-512 gathers of the
+// padding a row goes kBlock points at a time in vector registers (taps, AVX-512 gathers of the
 // corners, software prefetch one block ahead into the first-level cache and four blocks
 // ahead into the outer levels, across the task's rows), the rest point by point.
 
@@ -98,11 +98,22 @@ ffi::Error check_shapes(const ffi::AnyBuffer& images, const ffi::AnyBuffer& grid
   return ffi::Error::Success();
 }
 
-// ---- 16 points at a time ("border" padding) ----------------------------------------------
+// ---- kBlock points at a time ("border" padding) ------------------------------------------
 
+// Points per block: one vector register of floats, as wide as -march=native makes it (16
+// with AVX-512, 8 with AVX2, 4 otherwise). A vector wider than the machine's would be lowered
+// by GCC to a block of memory that every operation loads and stores piece by piece: with 16
+// points on an AVX2 machine the sampling was slower than XLA's gathers.
+#if defined(__AVX512F__)
 constexpr int kBlock = 16;
-constexpr int kNearBlocks = 1;  // prefetch distances, in blocks of 16 points
-constexpr int kFarBlocks = 4;
+#elif defined(__AVX__)
+constexpr int kBlock = 8;
+#else
+constexpr int kBlock = 4;
+#endif
+// Prefetch distances in blocks: 16 and 64 points ahead.
+constexpr int kNearBlocks = 16 / kBlock;
+constexpr int kFarBlocks = 64 / kBlock;
 typedef float vf __attribute__((vector_size(kBlock * sizeof(float))));
 typedef int32_t vi __attribute__((vector_size(kBlock * sizeof(int32_t))));
 
@@ -117,7 +128,7 @@ inline vf gather(const float* base, vi idx) {
 #endif
 }
 
-// The 16 points' C channels, one vector per channel, written as [16, C]. One and three
+// The kBlock points' C channels, one vector per channel, written as [kBlock, C]. One and three
 // channels are interleaved in registers: element by element, the stores of three channels
 // took half the time of a block whose image is in cache.
 template <int C>
@@ -125,8 +136,9 @@ inline void store_interleaved(float* dst, const vf (&channels)[C]) {
   if constexpr (C == 1) {
     std::memcpy(dst, &channels[0], sizeof(vf));
   } else if constexpr (C == 3) {
-    // Output vector k holds elements j = 16 k .. 16 k + 15 of the [16, 3] block: channel j % 3
-    // of point j / 3. First the two first channels' elements into place, then the third's.
+    // Output vector k holds elements j = kBlock k .. kBlock (k + 1) - 1 of the [kBlock, 3]
+    // block: channel j % 3 of point j / 3. First the two first channels' elements into
+    // place, then the third's.
     static const struct Masks {
       vi first[3], second[3];
       Masks() {
@@ -151,7 +163,7 @@ inline void store_interleaved(float* dst, const vf (&channels)[C]) {
   }
 }
 
-// linear_taps' "border" case for 16 coordinates on an axis of n >= 2 pixels, none NaN: the
+// linear_taps' "border" case for kBlock coordinates on an axis of n >= 2 pixels, none NaN: the
 // first index (the second is the next pixel), the second tap's weight (the first's is
 // 1 - it) and its derivative (the first's is minus it).
 struct BorderTaps {
@@ -173,7 +185,7 @@ inline BorderTaps border_taps(vf coord, int64_t n) {
   return {base, frac, slope};
 }
 
-// The two x taps' C channels of 16 points in one row: 2·C contiguous floats from each offset,
+// The two x taps' C channels of kBlock points in one row: 2·C contiguous floats from each offset,
 // flattened as [tap][channel]. With AVX-512, C gathers of 8 float pairs per half block,
 // whose even and odd floats are two values each: half the element loads of one 16-lane
 // gather per value. Measured single-threaded (batch 16, 224² points, 3 channels): 8.4-10.0
@@ -218,18 +230,19 @@ inline bool blocks_apply(const Shapes& s, bool zeros) {
          s.height * s.width * s.channels < (int64_t{1} << 31);
 }
 
-// The x and y coordinates of points [p, p + 16).
+// The x and y coordinates of points [p, p + kBlock).
 inline void coordinates(const float* grid, int64_t p, vf& gx, vf& gy) {
   vf a, b;
   std::memcpy(&a, grid + 2 * p, sizeof(a));
   std::memcpy(&b, grid + 2 * p + kBlock, sizeof(b));
-  const vi even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+  vi even;
+  for (int l = 0; l < kBlock; ++l) even[l] = 2 * l;
   gx = __builtin_shuffle(a, b, even);
   gy = __builtin_shuffle(a, b, even + 1);
 }
 
 // Prefetches, with the given locality (3: into every cache level, 1: into the outer ones),
-// the top-left corners of the points [q, q + 16) and the pixels below them, when the 16
+// the top-left corners of the points [q, q + kBlock) and the pixels below them, when those
 // points end by `end` (the end of the task's rows of one image: a block may span two rows).
 template <int kChannels, int kLocality>
 __attribute__((always_inline)) inline void prefetch_block(const Shapes& s, const float* image,
@@ -249,8 +262,8 @@ __attribute__((always_inline)) inline void prefetch_block(const Shapes& s, const
   }
 }
 
-// Points [p, p + 16) of one image (`task_end`: the end of the task's points, as far as the
-// prefetches may look ahead): the taps of all 16 in vector registers, each corner of each
+// Points [p, p + kBlock) of one image (`task_end`: the end of the task's points, as far as the
+// prefetches may look ahead): the taps of all of them in vector registers, each corner of each
 // channel read with one gather, the results interleaved in registers. Returns false, having
 // done nothing, when a coordinate is NaN.
 template <int kChannels, bool kSlopes>
