@@ -347,44 +347,55 @@ void conv_vec_in_row(const float* xpad, const float* wt, float* out, const Geome
 
 // ---- conv_weight_grad ---------------------------------------------------------------------
 
-// Accumulates MB consecutive (kx, ci) taps of kernel row ky for one vector of CO channels,
-// over one row of the batch, into dw (a thread's private partial sum).
-template <int MB>
+// Accumulates MB consecutive (kx, ci) taps of kernel row ky for CB vectors of CO channels
+// from cob, over one row of the batch, into dw (a thread's private partial sum).
+template <int MB, int CB = 1>
 inline void wgrad_block(const float* xrow, const float* grow, float* dw, const Geometry& g,
                         int64_t ky, int64_t m0, int64_t cob) {
   // Fully unrolled, so the accumulators live in registers: left to itself, GCC keeps an
   // array of 21 or 24 of them on the stack and interchanges the loops, one load and one
   // store around every two FMAs.
-  vec acc[MB];
+  vec acc[MB][CB];
 #pragma GCC unroll 32
-  for (int i = 0; i < MB; ++i) acc[i] = vec{};
+  for (int i = 0; i < MB; ++i)
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; ++c) acc[i][c] = vec{};
   for (int64_t x = 0; x < g.width; ++x) {
-    const vec gv = load(grow + x * g.co + cob);
+    vec gv[CB];
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; ++c) gv[c] = load(grow + x * g.co + cob + c * kLanes);
     const float* xp = xrow + x * g.ci + m0;
 #pragma GCC unroll 32
-    for (int i = 0; i < MB; ++i) acc[i] += xp[i] * gv;
+    for (int i = 0; i < MB; ++i) {
+      const float xv = xp[i];
+#pragma GCC unroll 4
+      for (int c = 0; c < CB; ++c) acc[i][c] += xv * gv[c];
+    }
   }
   float* dwk = dw + (ky * g.k * g.ci + m0) * g.co + cob;
 #pragma GCC unroll 32
-  for (int i = 0; i < MB; ++i) store(dwk + i * g.co, load(dwk + i * g.co) + acc[i]);
+  for (int i = 0; i < MB; ++i)
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; ++c) {
+      float* d = dwk + i * g.co + c * kLanes;
+      store(d, load(d) + acc[i][c]);
+    }
 }
 
-// wgrad_row_at's blocks of taps for a register file of 16 vectors: blocks of 14 (14
-// accumulators, the gradient's vector and the broadcast input), then one block of the rest.
+// wgrad_row_at's blocks for a register file of 16 vectors, over two vectors of CO channels
+// from cob: blocks of 6 taps (12 accumulators, the gradient's two vectors and the broadcast
+// input), then one block of the rest.
 inline void wgrad_taps_few_registers(const float* xrow, const float* grow, float* dw,
                                      const Geometry& g, int64_t ky, int64_t kci, int64_t cob) {
-  constexpr int MB = 14;
+  constexpr int MB = 6, CB = 2;
   int64_t m = 0;
-  for (; m + MB <= kci; m += MB) wgrad_block<MB>(xrow, grow, dw, g, ky, m, cob);
+  for (; m + MB <= kci; m += MB) wgrad_block<MB, CB>(xrow, grow, dw, g, ky, m, cob);
   switch (kci - m) {
-#define RESIZE_JAX_WGRAD_REST(n) \
-  case n: wgrad_block<n>(xrow, grow, dw, g, ky, m, cob); break;
-    RESIZE_JAX_WGRAD_REST(13) RESIZE_JAX_WGRAD_REST(12) RESIZE_JAX_WGRAD_REST(11)
-    RESIZE_JAX_WGRAD_REST(10) RESIZE_JAX_WGRAD_REST(9) RESIZE_JAX_WGRAD_REST(8)
-    RESIZE_JAX_WGRAD_REST(7) RESIZE_JAX_WGRAD_REST(6) RESIZE_JAX_WGRAD_REST(5)
-    RESIZE_JAX_WGRAD_REST(4) RESIZE_JAX_WGRAD_REST(3) RESIZE_JAX_WGRAD_REST(2)
-    RESIZE_JAX_WGRAD_REST(1)
-#undef RESIZE_JAX_WGRAD_REST
+    case 5: wgrad_block<5, CB>(xrow, grow, dw, g, ky, m, cob); break;
+    case 4: wgrad_block<4, CB>(xrow, grow, dw, g, ky, m, cob); break;
+    case 3: wgrad_block<3, CB>(xrow, grow, dw, g, ky, m, cob); break;
+    case 2: wgrad_block<2, CB>(xrow, grow, dw, g, ky, m, cob); break;
+    case 1: wgrad_block<1, CB>(xrow, grow, dw, g, ky, m, cob); break;
     default: break;
   }
 }
@@ -394,16 +405,21 @@ inline void wgrad_taps_few_registers(const float* xrow, const float* grow, float
 void wgrad_row_at(const float* xrow0, const float* grow, float* dw, const Geometry& g) {
   const int64_t kci = g.k * g.ci;
   const int64_t row_stride = g.padded_width() * g.ci;
+  if constexpr (!kManyRegisters) {
+    static_assert(kChannelMultiple % (2 * kLanes) == 0);
+    for (int64_t cob = 0; cob < g.co; cob += 2 * kLanes) {
+      for (int64_t ky = 0; ky < g.k; ++ky) {
+        wgrad_taps_few_registers(xrow0 + ky * row_stride, grow, dw, g, ky, kci, cob);
+      }
+    }
+    return;
+  }
   for (int64_t cob = 0; cob < g.co; cob += kLanes) {
     for (int64_t ky = 0; ky < g.k; ++ky) {
       const float* xrow = xrow0 + ky * row_stride;
       // Blocks of up to 24 taps, each an independent FMA chain. The sizes include the
       // resizer's K * CI = 21 (7x7 over 3 channels) and 16 (1x1 over 16): cut into blocks of
       // 4, those rows had too few chains in flight to hide the FMA latency.
-      if constexpr (!kManyRegisters) {
-        wgrad_taps_few_registers(xrow, grow, dw, g, ky, kci, cob);
-        continue;
-      }
       for (int64_t m = 0; m < kci;) {
         const int64_t left = kci - m;
         if (left >= 24) {
