@@ -76,7 +76,7 @@ def main():
     print(
         f"{jax.devices()[0].device_kind}, {len(os.sched_getaffinity(0))} threads, "
         f"jax {jax.__version__}; ms (GFLOP/s), median of {ARGS.reps}; allocator: "
-        f"{ARGS.allocator}\n"
+        f"{ARGS.allocator}; native kernels: {native.vector_lanes()}-float vectors\n"
     )
     print("| layer | measure | XLA | native | speed-up |")
     print("|---|---|---:|---:|---:|")

@@ -449,6 +449,8 @@ def main(args):
         "reference": reference,
         "reference_settings": settings,
         "allocator": args.allocator,
+        # The native kernels' vector width (None off CPU or without them): 16 with AVX-512.
+        "native_vector_lanes": native.vector_lanes() if jax.default_backend() == "cpu" else None,
     }
     table = format_table(results, meta)
     out = Path(args.out)
@@ -469,7 +471,12 @@ def format_table(results, meta):
         f"{meta['backend']} ({meta['device']}), {meta['threads']} threads, jax {meta['jax']}; "
         f"f32 matmul rate {meta['matmul_gflop_per_s']:.1f} GFLOP/s; medians of "
         f"{meta['rounds']} rounds × {meta['reps']} reps; "
-        f"allocator: {meta.get('allocator', 'system')} (both sides).",
+        f"allocator: {meta.get('allocator', 'system')} (both sides)"
+        + (
+            f"; native kernels: {meta['native_vector_lanes']}-float vectors."
+            if meta.get("native_vector_lanes")
+            else "."
+        ),
         "",
         "| case | batch, in→out | measure | img/s | reference img/s (fastest setting) | ratio "
         "(rounds) | GFLOP/img | GFLOP/s | % matmul | peak MiB | reference peak MiB |",

@@ -73,6 +73,27 @@ def test_native_kernels_build_and_load():
     assert native.available()
 
 
+def _compiler_macros() -> str:
+    compiler = shutil.which(os.environ.get("CXX", "c++"))
+    return subprocess.run(
+        [compiler, "-march=native", "-dM", "-E", "-x", "c++", os.devnull],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+@needs_compiler
+def test_vectors_are_as_wide_as_the_machine_builds_them():
+    # Vectors wider than the machine's registers live in memory (GCC lowers them piece by
+    # piece): the kernels must take the width -march=native gives.
+    macros = _compiler_macros()
+    expected = 16 if "__AVX512F__" in macros else 8 if "__AVX__" in macros else 4
+    assert native.vector_lanes() == expected
+    with native.disabled():
+        assert native.vector_lanes() is None
+
+
 @needs_compiler
 @pytest.mark.parametrize(("x_shape", "w_shape"), SHAPES)
 def test_forward_matches_float64_oracle(x_shape, w_shape):

@@ -32,7 +32,7 @@ import jax
 
 _HERE = pathlib.Path(__file__).parent
 SOURCES = (_HERE / "conv_kernels.cc", _HERE / "grid_sample_kernels.cc", _HERE / "resize_kernels.cc")
-HEADERS = (_HERE / "parallel_for.h",)
+HEADERS = (_HERE / "parallel_for.h", _HERE / "vector_width.h")
 TARGETS = (
     "resize_jax_conv_vec_out",
     "resize_jax_conv_vec_out_bias_leaky",
@@ -165,14 +165,15 @@ def _build(compiler: str, target: pathlib.Path) -> None:
 
 
 @functools.cache
-def _load() -> bool:
+def _library() -> ctypes.CDLL | None:
+    """The compiled kernels with their FFI targets registered, or None (with a warning)."""
     compiler = _compiler()
     if compiler is None:
         warnings.warn(
             "resize_jax: no C++ compiler found (set $CXX); using XLA's operations on CPU.",
-            stacklevel=3,
+            stacklevel=4,
         )
-        return False
+        return None
     path = _library_path(compiler)
     try:
         if not path.exists():
@@ -185,12 +186,25 @@ def _load() -> bool:
     except (OSError, RuntimeError, AttributeError) as error:
         warnings.warn(
             f"resize_jax: native CPU kernels unavailable ({error}); using XLA's operations.",
-            stacklevel=3,
+            stacklevel=4,
         )
-        return False
-    return True
+        return None
+    return library
+
+
+def _load() -> bool:
+    return _library() is not None
 
 
 def available() -> bool:
     """Whether the native CPU kernels are enabled and loaded (compiling them if needed)."""
     return not getattr(_LOCAL, "disabled", 0) and enabled_by_environment() and _load()
+
+
+def vector_lanes() -> int | None:
+    """The floats in one vector register of the compiled kernels: 16 with AVX-512, 8 with
+    AVX2, 4 otherwise (`-march=native` decides); None when the kernels are unavailable. The
+    figure to read beside a benchmark of them."""
+    if not available():
+        return None
+    return int(_library().resize_jax_vector_lanes())

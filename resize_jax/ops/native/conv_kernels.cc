@@ -40,6 +40,7 @@
 
 #include "xla/ffi/api/ffi.h"
 #include "parallel_for.h"
+#include "vector_width.h"
 
 namespace ffi = xla::ffi;
 
@@ -47,21 +48,10 @@ namespace {
 
 using resize_jax::parallel_for;
 
-// One vector register of floats, as wide as -march=native makes it: 16 lanes with AVX-512, 8
-// with AVX2, 4 otherwise (SSE, NEON). A vector wider than the machine's would be lowered by
-// GCC to a block of memory that every operation loads and stores piece by piece: with 16
-// lanes on an AVX2 machine the kernels ran at a tenth of its matmul rate, 3x slower than
-// XLA's own convolutions. The register blocks below are sized for the register file:
-// kVectorRegisters vectors (32 with AVX-512 and NEON, 16 with AVX2 and SSE).
-#if defined(__AVX512F__)
-constexpr int kLanes = 16, kVectorRegisters = 32;
-#elif defined(__AVX__)
-constexpr int kLanes = 8, kVectorRegisters = 16;
-#elif defined(__aarch64__)
-constexpr int kLanes = 4, kVectorRegisters = 32;
-#else
-constexpr int kLanes = 4, kVectorRegisters = 16;
-#endif
+// One vector register of floats (vector_width.h): 16 lanes with AVX-512, 8 with AVX2, 4
+// otherwise.
+using resize_jax::kVectorRegisters;
+constexpr int kLanes = resize_jax::kVectorLanes;
 constexpr bool kManyRegisters = kVectorRegisters >= 32;
 // The vectorised channel counts must be multiples of this (the Python side's condition),
 // which every kLanes divides.
@@ -1113,3 +1103,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(resize_jax_conv_weight_grad, ConvWeightGrad,
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>());
+
+// The kernels' vector width in floats, for resize_jax.ops.native.vector_lanes().
+extern "C" int resize_jax_vector_lanes() { return resize_jax::kVectorLanes; }

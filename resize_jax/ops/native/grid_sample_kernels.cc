@@ -32,6 +32,7 @@
 #endif
 
 #include "parallel_for.h"
+#include "vector_width.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -100,17 +101,9 @@ ffi::Error check_shapes(const ffi::AnyBuffer& images, const ffi::AnyBuffer& grid
 
 // ---- kBlock points at a time ("border" padding) ------------------------------------------
 
-// Points per block: one vector register of floats, as wide as -march=native makes it (16
-// with AVX-512, 8 with AVX2, 4 otherwise). A vector wider than the machine's would be lowered
-// by GCC to a block of memory that every operation loads and stores piece by piece: with 16
-// points on an AVX2 machine the sampling was slower than XLA's gathers.
-#if defined(__AVX512F__)
-constexpr int kBlock = 16;
-#elif defined(__AVX__)
-constexpr int kBlock = 8;
-#else
-constexpr int kBlock = 4;
-#endif
+// Points per block: one vector register of floats (vector_width.h): 16 with AVX-512, 8 with
+// AVX2, 4 otherwise.
+constexpr int kBlock = resize_jax::kVectorLanes;
 // Prefetch distances in blocks: 16 and 64 points ahead.
 constexpr int kNearBlocks = 16 / kBlock;
 constexpr int kFarBlocks = 64 / kBlock;
