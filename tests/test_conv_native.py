@@ -18,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from resize_jax.frontends import LearnedResizer
 from resize_jax.ops import conv, native
+from tests import native_build
 
 needs_compiler = pytest.mark.skipif(
     shutil.which(os.environ.get("CXX", "c++")) is None, reason="no C++ compiler on this machine"
@@ -73,21 +74,11 @@ def test_native_kernels_build_and_load():
     assert native.available()
 
 
-def _compiler_macros() -> str:
-    compiler = shutil.which(os.environ.get("CXX", "c++"))
-    return subprocess.run(
-        [compiler, "-march=native", "-dM", "-E", "-x", "c++", os.devnull],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-
-
 @needs_compiler
 def test_vectors_are_as_wide_as_the_machine_builds_them():
     # Vectors wider than the machine's registers live in memory (GCC lowers them piece by
     # piece): the kernels must take the width -march=native gives.
-    macros = _compiler_macros()
+    macros = native_build.native_macros()
     expected = 16 if "__AVX512F__" in macros else 8 if "__AVX__" in macros else 4
     assert native.vector_lanes() == expected
     with native.disabled():
@@ -315,6 +306,7 @@ def _run_isolated(code: str, env: dict[str, str]) -> subprocess.CompletedProcess
 _PROBE = """
 import warnings, jax, jax.numpy as jnp
 from resize_jax.ops import conv, native
+from tests import native_build
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     ok = native.available()
