@@ -1,9 +1,9 @@
-"""The native kernels built for a narrower vector width than this machine's: the numerical
-tests of the convolutions, the learned resizer's head and conv_padded layers, and grid_sample,
-run again in a subprocess against a build whose `-march=native` is replaced by an older
-x86-64 level (AVX2 on an AVX-512 machine, SSE4.2 otherwise). The kernels' register blocks
-and vector widths differ by width (ops/native/vector_width.h), so this machine's own build
-checks one of them only."""
+"""The native kernels at vector widths other than this machine's. They compile for every x86-64
+level (SSE2 to AVX-512), and the numerical tests of the convolutions, the learned resizer's
+head and conv_padded layers, and grid_sample run again in a subprocess against a build whose
+`-march=native` is replaced by an older level (AVX2 on an AVX-512 machine, SSE4.2
+otherwise). The kernels' register blocks and vector widths differ by width
+(ops/native/vector_width.h), so this machine's own build checks one of them only."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import platform
 import subprocess
 import sys
 
+import jax
 import pytest
 
+from resize_jax.ops import native
 from tests import native_build
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -33,6 +35,19 @@ SELECTION = {
     "tests/test_conv_padded.py": "matches or compositions",
     "tests/test_grid_sample_native.py": "match_xla or non_finite",
 }
+
+
+@pytest.mark.parametrize("level", ["x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4"])
+def test_the_kernels_compile_for_every_x86_64_level(level):
+    flags = [f for f in native._FLAGS if f not in ("-march=native", "-shared", "-fPIC")]
+    inputs = [f"-I{jax.ffi.include_dir()}", f"-I{native._HERE}", *map(str, native.SOURCES)]
+    result = subprocess.run(
+        [COMPILER, *flags, f"-march={level}", "-fsyntax-only", *inputs],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
 
 
 def test_numerical_tests_pass_with_narrower_vectors(tmp_path):

@@ -396,7 +396,7 @@ void wgrad_row_at(const float* xrow0, const float* grow, float* dw, const Geomet
   const int64_t kci = g.k * g.ci;
   const int64_t row_stride = g.padded_width() * g.ci;
   if constexpr (!kManyRegisters) {
-    static_assert(kChannelMultiple % (2 * kLanes) == 0);
+    static_assert(kManyRegisters || kChannelMultiple % (2 * kLanes) == 0);
     for (int64_t cob = 0; cob < g.co; cob += 2 * kLanes) {
       for (int64_t ky = 0; ky < g.k; ++ky) {
         wgrad_taps_few_registers(xrow0 + ky * row_stride, grow, dw, g, ky, kci, cob);
