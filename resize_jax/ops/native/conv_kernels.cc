@@ -303,7 +303,8 @@ template <int CB, int CI>
 void vec_in_columns(const float* xrow0, const float* wt, float* orow, const Geometry& g,
                     int64_t co0) {
   // XB * CB accumulators, CB weight vectors and one input vector in registers.
-  constexpr int XB = kManyRegisters ? (CB <= 2 ? 8 : 6) : std::max(1, (kVectorRegisters - 1 - CB) / CB);
+  constexpr int XB =
+      kManyRegisters ? (CB <= 2 ? 8 : 6) : std::max(1, (kVectorRegisters - 1 - CB) / CB);
   int64_t x = 0;
   for (; x + XB <= g.width; x += XB) vec_in_block<XB, CB, CI>(xrow0, wt, orow, g, x, co0);
   for (; x < g.width; ++x) vec_in_block<1, CB, CI>(xrow0, wt, orow, g, x, co0);
