@@ -306,7 +306,6 @@ def _run_isolated(code: str, env: dict[str, str]) -> subprocess.CompletedProcess
 _PROBE = """
 import warnings, jax, jax.numpy as jnp
 from resize_jax.ops import conv, native
-from tests import native_build
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     ok = native.available()

@@ -18,9 +18,9 @@
 // (taps outside the image read zero). A NaN coordinate gives NaN samples; an infinite one is
 // clamped like any other far outside the image.
 // Work is split over (batch, 8 output rows) across XLA's intra-op thread pool. With "border"
-// padding a row goes kBlock points at a time in vector registers (taps, AVX-512 gathers of the
-// corners, software prefetch one block ahead into the first-level cache and four blocks
-// ahead into the outer levels, across the task's rows), the rest point by point.
+// padding a row goes one vector register of points at a time (taps, AVX-512 gathers of the
+// corners, software prefetch 16 points ahead into the first-level cache and 64 points ahead
+// into the outer levels, across the task's rows), the rest point by point.
 
 #include <cmath>
 #include <cstdint>
@@ -178,8 +178,8 @@ inline BorderTaps border_taps(vf coord, int64_t n) {
   return {base, frac, slope};
 }
 
-// The two x taps' C channels of kBlock points in one row: 2·C contiguous floats from each offset,
-// flattened as [tap][channel]. With AVX-512, C gathers of 8 float pairs per half block,
+// The two x taps' C channels of kBlock points in one row: 2·C contiguous floats from each
+// offset, flattened as [tap][channel]. With AVX-512, C gathers of 8 float pairs per half block,
 // whose even and odd floats are two values each: half the element loads of one 16-lane
 // gather per value. Measured single-threaded (batch 16, 224² points, 3 channels): 8.4-10.0
 // → 4.5-5.2 ms on 800² images, 3.8-4.0 → 3.5 ms on 100² ones (in cache); the element loads
@@ -255,19 +255,19 @@ __attribute__((always_inline)) inline void prefetch_block(const Shapes& s, const
   }
 }
 
-// Points [p, p + kBlock) of one image (`task_end`: the end of the task's points, as far as the
-// prefetches may look ahead): the taps of all of them in vector registers, each corner of each
-// channel read with one gather, the results interleaved in registers. Returns false, having
+// Points [p, p + kBlock) of one image (`task_end`: the end of the task's points, as far as
+// the prefetches may look ahead): the taps of all of them in vector registers, each corner of
+// each channel read with one gather, the results interleaved in registers. Returns false, having
 // done nothing, when a coordinate is NaN.
 template <int kChannels, bool kSlopes>
 inline bool sample_block(const Shapes& s, const float* image, const float* grid, int64_t p,
                          int64_t task_end, float* out, float* slope_x, float* slope_y) {
   constexpr int C = kChannels;
   const int32_t line = static_cast<int32_t>(s.width * C);
-  // The reads are scattered over an image larger than the caches: start fetching the next
-  // block's corners into the first-level cache now, and those kFarBlocks ahead into the
-  // outer levels, which keep more misses in flight than the first-level cache. Against one
-  // prefetch two blocks ahead, shortest of 25 calls in 3 alternating rounds, 2 threads: 16
+  // The reads are scattered over an image larger than the caches: start fetching the corners
+  // of the points 16 ahead into the first-level cache now, and of those 64 ahead into the
+  // outer levels, which keep more misses in flight than the first-level cache (measured with
+  // 16-point blocks). Against one prefetch two blocks ahead, shortest of 25 calls in 3 alternating rounds, 2 threads: 16
   // images 800² sampled at 224² on a saliency grid 7.1-7.2 → 5.6-6.5 ms, 4 images 1792² on
   // the uniform grid 2.3-2.6 → 1.5-1.8 ms.
   prefetch_block<C, 3>(s, image, grid, p + kNearBlocks * kBlock, task_end, line);
