@@ -57,15 +57,18 @@ def test_samples_and_slopes_match_xla(shape, padding_mode):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-# Rows of 37 points: "border" padding takes 16 points at a time (two blocks, then 5 points one
-# by one); one to four channels are read as float pairs, one and three channels are
-# interleaved in registers, the others element-wise.
+# Rows of 37 points: "border" padding takes a vector register of points at a time (16 with
+# AVX-512: two blocks, then 5 points one by one; 8 with AVX2; 4 otherwise). With AVX-512 one to
+# four channels are read as float pairs, one and three channels are interleaved in registers,
+# the others element-wise; without it two to four channels are read point by point as 4-float
+# vectors, except in blocks with a point at the last pixels (one is placed in the first row).
 @pytest.mark.parametrize("padding_mode", ["border", "zeros"])
 @pytest.mark.parametrize(
     "shape", [(2, 9, 7, 3), (2, 13, 17, 1), (2, 6, 5, 2), (1, 4, 6, 4), (1, 4, 6, 5), (1, 1, 6, 3)]
 )
 def test_rows_of_many_points_match_xla(shape, padding_mode):
     images, grid = _inputs(shape, points=(3, 37))
+    grid = grid.at[0, 0, 3].set(jnp.array([1.0, 1.0]))
     # Infinite coordinates inside the second block of a row; a NaN one inside the first (the
     # samples only: the slopes of a NaN point are NaN here, partly 0 in XLA's version).
     grid = grid.at[0, 2, 20, 1].set(jnp.inf).at[0, 2, 30, 0].set(-jnp.inf)
