@@ -4,13 +4,14 @@ width with it."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
+
+from resize_jax.ops import native
 
 
 def compiler() -> str | None:
     """The compiler the native kernels are built with (`$CXX`, else `c++`), or None."""
-    return shutil.which(os.environ.get("CXX", "c++"))
+    return native._compiler()
 
 
 def native_macros() -> str:

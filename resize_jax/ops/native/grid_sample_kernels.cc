@@ -321,8 +321,9 @@ inline void sample_points(const float* image, int32_t line, vi c00, const Border
 }
 
 // Points [p, p + kBlock) of one image (`task_end`: the end of the task's points, as far as
-// the prefetches may look ahead): the taps of all of them in vector registers, each corner of
-// each channel read with one gather, the results interleaved in registers. Returns false, having
+// the prefetches may look ahead): the taps of all of them in vector registers, then each corner
+// of each channel read with one gather and the results interleaved in registers (without
+// AVX-512, for most channel counts, `sample_points` instead). Returns false, having
 // done nothing, when a coordinate is NaN.
 template <int kChannels, bool kSlopes>
 inline bool sample_block(const Shapes& s, const float* image, const float* grid, int64_t p,
@@ -347,7 +348,6 @@ inline bool sample_block(const Shapes& s, const float* image, const float* grid,
   }
   const BorderTaps tx = border_taps(gx, s.width), ty = border_taps(gy, s.height);
   const vi c00 = ty.i0 * line + tx.i0 * C, c10 = c00 + line;
-  const vf one = vf{} + 1.f, wx1 = tx.w1, wx0 = one - wx1, wy1 = ty.w1, wy0 = one - wy1;
 #ifndef __AVX512F__
   if constexpr (C >= (kSlopes ? 3 : 2) && C <= 4) {
     // Without AVX-512 gathers: point by point, each corner pair as one short vector (with
@@ -360,6 +360,7 @@ inline bool sample_block(const Shapes& s, const float* image, const float* grid,
     }
   }
 #endif
+  const vf one = vf{} + 1.f, wx1 = tx.w1, wx0 = one - wx1, wy1 = ty.w1, wy0 = one - wy1;
   vf sample[C], dx[C], dy[C];
   vf corners[2][2][C];  // [row][x tap][channel]
   load_corners<C>(image, c00, c10, corners);
