@@ -405,11 +405,23 @@ inline void sample_quads(const float* image, int32_t line, vi c00, const BorderT
 }
 #endif
 
+// Whether a block of C channels reads each corner pair as one 4-float vector (sample_quads
+// with AVX-512, sample_points without) instead of gathering the corners: the channel counts
+// where that was measured faster (the notes above each).
+template <int C, bool kSlopes>
+constexpr bool reads_pairs() {
+#ifdef __AVX512F__
+  return C >= 3 && C <= 4;
+#else
+  return C >= (kSlopes ? 3 : 2) && C <= 4;
+#endif
+}
+
 // Points [p, p + kBlock) of one image (`task_end`: the end of the task's points, as far as
 // the prefetches may look ahead): the taps of all of them in vector registers, then each corner
-// of each channel read with one gather and the results interleaved in registers (without
-// AVX-512, for most channel counts, `sample_points` instead). Returns false, having
-// done nothing, when a coordinate is NaN.
+// of each channel read with one gather and the results interleaved in registers (for the
+// channel counts of `reads_pairs`, sample_quads or sample_points instead). Returns false,
+// having done nothing, when a coordinate is NaN.
 template <int kChannels, bool kSlopes>
 inline bool sample_block(const Shapes& s, const float* image, const float* grid, int64_t p,
                          int64_t task_end, float* out, float* slope_x, float* slope_y) {
@@ -433,29 +445,18 @@ inline bool sample_block(const Shapes& s, const float* image, const float* grid,
   }
   const BorderTaps tx = border_taps(gx, s.width), ty = border_taps(gy, s.height);
   const vi c00 = ty.i0 * line + tx.i0 * C, c10 = c00 + line;
+  if constexpr (reads_pairs<C, kSlopes>()) {
+    if (point_rows_apply<C>(c10, s)) {
+      float* const block_dx = kSlopes ? slope_x + p * C : nullptr;
+      float* const block_dy = kSlopes ? slope_y + p * C : nullptr;
 #ifdef __AVX512F__
-  if constexpr (C >= 3 && C <= 4) {
-    // Four points to a register, each corner pair as one 4-float vector (faster than the
-    // gathers with these channel counts, sample_quads).
-    if (point_rows_apply<C>(c10, s)) {
-      sample_quads<C, kSlopes>(image, line, c00, tx, ty, out + p * C,
-                               kSlopes ? slope_x + p * C : nullptr,
-                               kSlopes ? slope_y + p * C : nullptr);
-      return true;
-    }
-  }
+      sample_quads<C, kSlopes>(image, line, c00, tx, ty, out + p * C, block_dx, block_dy);
 #else
-  if constexpr (C >= (kSlopes ? 3 : 2) && C <= 4) {
-    // Without AVX-512 gathers: point by point, each corner pair as one short vector (with
-    // fewer channels the emulated gathers were as fast or faster).
-    if (point_rows_apply<C>(c10, s)) {
-      sample_points<C, kSlopes>(image, line, c00, tx, ty, out + p * C,
-                                kSlopes ? slope_x + p * C : nullptr,
-                                kSlopes ? slope_y + p * C : nullptr);
+      sample_points<C, kSlopes>(image, line, c00, tx, ty, out + p * C, block_dx, block_dy);
+#endif
       return true;
     }
   }
-#endif
   const vf one = vf{} + 1.f, wx1 = tx.w1, wx0 = one - wx1, wy1 = ty.w1, wy0 = one - wy1;
   vf sample[C], dx[C], dy[C];
   vf corners[2][2][C];  // [row][x tap][channel]
