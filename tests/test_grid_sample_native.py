@@ -58,10 +58,11 @@ def test_samples_and_slopes_match_xla(shape, padding_mode):
 
 
 # Rows of 37 points: "border" padding takes a vector register of points at a time (16 with
-# AVX-512: two blocks, then 5 points one by one; 8 with AVX2; 4 otherwise). With AVX-512 one to
-# four channels are read as float pairs, one and three channels are interleaved in registers,
-# the others element-wise; without it two to four channels are read point by point as 4-float
-# vectors, except in blocks with a point at the last pixels (one is placed in the first row).
+# AVX-512: two blocks, then 5 points one by one; 8 with AVX2; 4 otherwise). With AVX-512 three
+# and four channels read each corner pair as a 4-float vector, four points to a register, and
+# the other counts are gathered (one and two as float pairs); without it two to four channels
+# (three and four with the slopes) are read point by point as 4-float vectors. A block with a
+# point at the last pixels falls back to the gathers (one is placed in the first row).
 @pytest.mark.parametrize("padding_mode", ["border", "zeros"])
 @pytest.mark.parametrize(
     "shape", [(2, 9, 7, 3), (2, 13, 17, 1), (2, 6, 5, 2), (1, 4, 6, 4), (1, 4, 6, 5), (1, 1, 6, 3)]
